@@ -1,0 +1,54 @@
+# Audio pipeline: `make help` lists the targets.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch lies on disk on this project's machines; pip looks there first.
+WHEELS := $(wildcard /opt/wheels)
+PIP_INSTALL := $(PY) -m pip install -q --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
+
+export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/audio_pipeline
+export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
+export STORAGE_DIR ?= $(CURDIR)/var/storage
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format services migrate system-deps clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## Create the virtual environment (only when pyproject.toml changed)
+
+system-deps: ## Install ffmpeg, espeak-ng and sox if missing (Debian, as root)
+	@bash scripts/install_system_packages.sh
+
+services: ## Make sure RabbitMQ and Postgres answer on loopback; create the database
+	@bash scripts/ensure_services.sh
+
+migrate: venv services ## Apply the database schema
+	@$(PY) -m ingest_service migrate
+
+run: venv system-deps migrate ## Set everything up, then run the ingest API and the workers
+	@bash scripts/run_stack.sh
+
+test: venv system-deps services ## Set everything up, then run the whole test suite
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint + format check) and mypy --strict on the three packages
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv ## Reformat the code with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: ## Remove the virtual environment, caches and local storage
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

@@ -1,0 +1,94 @@
+"""Messages that cross a process boundary, as tagged, versioned, frozen msgspec Structs.
+
+Schema evolution follows msgspec's rules: a new field always has a default, a field never
+changes its type, and decoders ignore fields they do not know. `version` says which
+revision of a message's schema its producer wrote; consumers branch on it only when a
+revision changes meaning, never to parse.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+#: Revision of the message schemas in this module; bump when a message gains a field.
+SCHEMA_VERSION = 1
+
+#: Speaker counts above this are refused: no real meeting needs more, and the diarization
+#: clustering cost grows with it.
+MAX_SPEAKERS = 64
+
+SpeakerCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_SPEAKERS)]
+LanguageCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}$")]
+
+
+class ContractError(ValueError):
+    """A payload does not match any message contract; the text says why."""
+
+
+class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """What the client asked for with the upload."""
+
+    language: LanguageCode | None = None
+    num_speakers: SpeakerCount | None = None
+    min_speakers: SpeakerCount | None = None
+    max_speakers: SpeakerCount | None = None
+    webhook_url: str | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (
+            self.min_speakers is not None
+            and self.max_speakers is not None
+            and self.min_speakers > self.max_speakers
+        ):
+            raise ValueError("min_speakers must not be greater than max_speakers")
+        if self.num_speakers is not None and (
+            (self.min_speakers is not None and self.num_speakers < self.min_speakers)
+            or (self.max_speakers is not None and self.num_speakers > self.max_speakers)
+        ):
+            raise ValueError("num_speakers must lie between min_speakers and max_speakers")
+
+
+class JobSubmitted(msgspec.Struct, frozen=True, tag="job.submitted", tag_field="type"):
+    """Ingest → `split`: an upload is stored and its job recorded; process it."""
+
+    job_id: str
+    storage_path: str
+    original_filename: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+    submitted_at: datetime
+    options: JobOptions = JobOptions()
+    version: int = SCHEMA_VERSION
+
+
+#: Every message type a queue consumer may receive; the union grows with the pipeline.
+Message = JobSubmitted
+
+MESSAGE_DECODER = msgspec.json.Decoder(Message)
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode_message(message: Message) -> bytes:
+    """JSON bytes of a message, type tag included."""
+    return _ENCODER.encode(message)
+
+
+def decode_message(data: bytes | str) -> Message:
+    """Decode JSON into a message, or raise `ContractError` saying what is wrong."""
+    try:
+        return MESSAGE_DECODER.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ContractError(f"not a valid message: {exc}") from exc
+
+
+def message_from_builtins(data: object) -> Message:
+    """Convert already-parsed JSON (a Dramatiq actor argument) into a message."""
+    try:
+        return msgspec.convert(data, Message)
+    except msgspec.ValidationError as exc:
+        raise ContractError(f"not a valid message: {exc}") from exc

@@ -1,0 +1,1 @@
+"""The ingest API: accepts audio uploads, records jobs, and hands them to the workers."""

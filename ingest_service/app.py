@@ -1,0 +1,68 @@
+"""The ingest service's Litestar application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from ingest_service import store
+from ingest_service.auth import ApiKeys
+from ingest_service.config import Settings, get_settings
+from ingest_service.health_api import healthz, readyz
+from ingest_service.jobs_api import JobsController
+from ingest_service.logs import configure_logging
+from ingest_service.problems import EXCEPTION_HANDLERS
+from ingest_service.relay import OutboxRelay, Publisher
+from ingest_service.request_context import RequestContextMiddleware
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app; the lifespan migrates the schema and runs the outbox relay."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await store.migrate(settings.database_url)
+        settings.storage_dir.mkdir(parents=True, exist_ok=True)
+        pool = await store.create_pool(settings.database_url, settings.db_pool_size)
+        publisher = Publisher(settings.amqp_url)
+        relay = OutboxRelay(
+            pool,
+            publisher,
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
+        )
+        app.state.pool = pool
+        app.state.relay = relay
+        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        try:
+            yield
+        finally:
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+            await publisher.close()
+            await pool.close()
+
+    prometheus = PrometheusConfig(
+        app_name="ingest", prefix="ingest_http", group_path=True, exclude=["/metrics"]
+    )
+    app = Litestar(
+        route_handlers=[JobsController, healthz, readyz, PrometheusController],
+        lifespan=[lifespan],
+        middleware=[RequestContextMiddleware, prometheus.middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        # Uploads are streamed and size-checked by the handler itself.
+        request_max_body_size=None,
+        openapi_config=OpenAPIConfig(title="Audio pipeline ingest API", version="1.0.0"),
+        logging_config=None,
+    )
+    app.state.settings = settings
+    app.state.api_keys = ApiKeys(settings.api_keys)
+    return app

@@ -1,0 +1,50 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Request, Response, get
+
+from ingest_service.config import Settings
+from ingest_service.problems import problem_response
+from ingest_service.relay import check_broker
+
+#: A dependency that does not answer within this time counts as down.
+PROBE_TIMEOUT_S = 3.0
+
+
+@get("/healthz", summary="The process is alive", tags=["health"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _check_postgres(request: Request[Any, Any, Any]) -> None:
+    async with request.app.state.pool.acquire(timeout=PROBE_TIMEOUT_S) as conn:
+        await conn.fetchval("SELECT 1", timeout=PROBE_TIMEOUT_S)
+
+
+async def _check_rabbitmq(settings: Settings) -> None:
+    await asyncio.wait_for(
+        asyncio.to_thread(check_broker, settings.amqp_url, PROBE_TIMEOUT_S),
+        PROBE_TIMEOUT_S + 1,
+    )
+
+
+@get("/readyz", summary="Postgres and RabbitMQ are reachable", tags=["health"])
+async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
+    settings: Settings = request.app.state.settings
+    results = await asyncio.gather(
+        _check_postgres(request), _check_rabbitmq(settings), return_exceptions=True
+    )
+    checks = {
+        name: "ok" if result is None else f"unreachable: {result!r}"
+        for name, result in zip(("postgres", "rabbitmq"), results, strict=True)
+    }
+    if all(value == "ok" for value in checks.values()):
+        return Response({"status": "ready", "checks": checks})
+    down = ", ".join(name for name, value in checks.items() if value != "ok")
+    return problem_response(
+        503, "Not ready", f"cannot reach {down}", slug="not-ready", checks=checks
+    )

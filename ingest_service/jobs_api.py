@@ -1,0 +1,194 @@
+"""`/v1/jobs`: upload audio, follow the job, read its result."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+import structlog
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.exceptions import InternalServerException
+from litestar.params import Parameter
+
+from contracts import JobStatus, JobSubmitted
+from ingest_service import metrics, store
+from ingest_service.auth import provide_owner
+from ingest_service.config import Settings
+from ingest_service.intake import check_content_type, receive_multipart, receive_raw
+from ingest_service.options import parse_options
+from ingest_service.problems import (
+    IngestError,
+    InvalidRequest,
+    JobNotFound,
+    ResultNotReady,
+    Unavailable,
+)
+from ingest_service.storage import UploadWriter
+from ingest_service.views import JobAccepted, JobPage, JobView, job_view, links_for
+
+log = structlog.get_logger("ingest.jobs")
+
+#: Errors that mean the database is unreachable or failing, not that the input is bad.
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def parse_job_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise InvalidRequest(f"{raw!r} is not a job id (a UUID)") from None
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("cursor is not one this API returned") from None
+
+
+class JobsController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]  # noqa: RUF012 - Litestar reads these as class attributes
+    dependencies = {"owner": Provide(provide_owner)}  # noqa: RUF012
+
+    @post(
+        "/",
+        status_code=202,
+        summary="Upload audio and create a job",
+        description=(
+            "multipart/form-data with a 'file' part and optional fields language, "
+            "num_speakers, min_speakers, max_speakers, webhook_url, webhook_secret, metadata "
+            "(a JSON object); or a raw body with an audio/* Content-Type and the same "
+            "options (plus filename) as query parameters."
+        ),
+    )
+    async def create_job(
+        self, request: Request[Any, Any, Any], owner: str | None
+    ) -> Response[JobAccepted]:
+        settings: Settings = request.app.state.settings
+        job_id = str(uuid.uuid4())
+        structlog.contextvars.bind_contextvars(job_id=job_id)
+        writer = UploadWriter(
+            settings.storage_dir, job_id, settings.max_upload_bytes, fsync=settings.fsync_uploads
+        )
+        try:
+            kind, boundary = check_content_type(request.headers.get("content-type", ""))
+            if kind == "multipart":
+                assert boundary is not None
+                received = await receive_multipart(request, writer, boundary)
+            else:
+                received = await receive_raw(request, writer)
+            validated = parse_options(received.fields)
+            stored = await writer.finish()
+            message = JobSubmitted(
+                job_id=job_id,
+                storage_path=stored.relative_path,
+                original_filename=received.filename[:255],
+                size_bytes=stored.size_bytes,
+                sha256=stored.sha256,
+                content_type=received.content_type[:255],
+                submitted_at=datetime.now(UTC),
+                options=validated.options,
+            )
+            try:
+                created_at = await store.insert_job(
+                    request.app.state.pool,
+                    store.NewJob(
+                        message=message,
+                        owner=owner,
+                        audio_format=stored.audio_format.value,
+                        webhook_secret=validated.webhook_secret,
+                    ),
+                )
+            except DATABASE_ERRORS as exc:
+                raise Unavailable("the job could not be recorded; retry the upload") from exc
+        except IngestError as exc:
+            writer.discard()
+            metrics.UPLOADS.labels(exc.slug).inc()
+            raise
+        except InternalServerException:
+            # Litestar's signal that the client went away mid-body.
+            writer.discard()
+            metrics.UPLOADS.labels("aborted").inc()
+            raise InvalidRequest("the client disconnected before the upload was complete") from None
+        except BaseException:
+            writer.discard()
+            metrics.UPLOADS.labels("error").inc()
+            raise
+        finally:
+            metrics.UPLOAD_BYTES.inc(writer.size)
+
+        request.app.state.relay.wake()
+        metrics.UPLOADS.labels("accepted").inc()
+        log.info("upload accepted", size_bytes=stored.size_bytes, format=stored.audio_format)
+        accepted = JobAccepted(
+            id=job_id,
+            status=JobStatus.QUEUED.value,
+            created_at=created_at,
+            filename=message.original_filename,
+            size_bytes=stored.size_bytes,
+            sha256=stored.sha256,
+            audio_format=stored.audio_format.value,
+            options=validated.options,
+            links=links_for(job_id),
+            webhook_secret=validated.webhook_secret if validated.secret_generated else None,
+        )
+        return Response(accepted, status_code=202, headers={"Location": accepted.links.self})
+
+    @get("/", summary="List jobs, newest first")
+    async def list_jobs(
+        self,
+        request: Request[Any, Any, Any],
+        owner: str | None,
+        status: JobStatus | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        cursor: str | None = None,
+    ) -> JobPage:
+        after = decode_cursor(cursor) if cursor else None
+        rows = await store.list_jobs(
+            request.app.state.pool, owner, status=status, limit=limit + 1, after=after
+        )
+        items = [job_view(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["created_at"], last["id"])
+        return JobPage(items=items, next_cursor=next_cursor)
+
+    @get("/{job_id:str}", summary="A job's status, stages and progress")
+    async def get_job(
+        self, request: Request[Any, Any, Any], owner: str | None, job_id: str
+    ) -> JobView:
+        structlog.contextvars.bind_contextvars(job_id=job_id)
+        found = await store.fetch_job(request.app.state.pool, parse_job_id(job_id), owner)
+        if found is None:
+            raise JobNotFound(f"no job {job_id}")
+        job, stages = found
+        return job_view(job, stages)
+
+    @get("/{job_id:str}/result", summary="The job's result document")
+    async def get_result(
+        self, request: Request[Any, Any, Any], owner: str | None, job_id: str
+    ) -> Response[bytes]:
+        structlog.contextvars.bind_contextvars(job_id=job_id)
+        pool = request.app.state.pool
+        found = await store.fetch_job(pool, parse_job_id(job_id), owner)
+        if found is None:
+            raise JobNotFound(f"no job {job_id}")
+        job, _ = found
+        document = await store.fetch_result(pool, job["id"])
+        if document is None:
+            raise ResultNotReady(
+                f"job {job_id} is {job['status']} and has no result yet", job_status=job["status"]
+            )
+        return Response(document.encode(), media_type="application/json")

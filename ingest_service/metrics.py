@@ -1,0 +1,31 @@
+"""The ingest service's own Prometheus metrics (request metrics come from Litestar's plugin).
+
+Labels stay bounded: outcomes are a fixed set, never job ids, file names or paths.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+UPLOADS = Counter(
+    "ingest_uploads_total",
+    "Upload requests by outcome (accepted, or the problem that refused them).",
+    ["outcome"],
+)
+UPLOAD_BYTES = Counter(
+    "ingest_upload_bytes_received_total", "Bytes of audio received in upload bodies."
+)
+OUTBOX_BACKLOG = Gauge(
+    "ingest_outbox_backlog", "Outbox messages not yet confirmed by RabbitMQ (last relay pass)."
+)
+OUTBOX_PUBLISHED = Counter(
+    "ingest_outbox_published_total", "Outbox messages published and confirmed by RabbitMQ."
+)
+OUTBOX_PUBLISH_ERRORS = Counter(
+    "ingest_outbox_publish_errors_total", "Relay passes that failed to publish to RabbitMQ."
+)
+OUTBOX_PUBLISH_LATENCY = Histogram(
+    "ingest_outbox_publish_latency_seconds",
+    "Time from a job's outbox row being written to RabbitMQ confirming its message.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)

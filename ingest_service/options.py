@@ -1,0 +1,132 @@
+"""Turning the client's form fields (or query parameters) into validated job options."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from contracts import JobOptions
+from ingest_service.problems import InvalidOptions
+
+#: Option fields a client may send besides the file.
+OPTION_FIELDS = frozenset(
+    {
+        "language",
+        "num_speakers",
+        "min_speakers",
+        "max_speakers",
+        "webhook_url",
+        "webhook_secret",
+        "metadata",
+    }
+)
+_INT_FIELDS = ("num_speakers", "min_speakers", "max_speakers")
+
+#: Largest client metadata accepted, as JSON text.
+MAX_METADATA_BYTES = 16 * 1024
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+_SECRET_BYTES = 24
+
+
+@dataclass(frozen=True)
+class ValidatedOptions:
+    options: JobOptions
+    webhook_secret: str | None
+    #: True when the service made the secret: it is returned once, in the 202 response.
+    secret_generated: bool
+
+
+def _check_webhook_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidOptions(
+            f"webhook_url must be an absolute http(s) URL, got {url!r}", field="webhook_url"
+        )
+
+
+def _check_webhook_secret(secret: str) -> None:
+    raw = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX) or len(key) < 16:
+        raise InvalidOptions(
+            "webhook_secret must be 'whsec_' followed by base64 of at least 16 random bytes",
+            field="webhook_secret",
+        )
+
+
+def new_webhook_secret() -> str:
+    """A fresh Standard Webhooks secret: `whsec_` and base64 of random bytes."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
+
+
+def _speaker_counts(fields: Mapping[str, str]) -> dict[str, int]:
+    counts = {}
+    for name in _INT_FIELDS:
+        value = fields.get(name, "").strip()
+        if value:
+            try:
+                counts[name] = int(value)
+            except ValueError:
+                raise InvalidOptions(
+                    f"{name} must be a whole number of speakers, got {value!r}", field=name
+                ) from None
+    return counts
+
+
+def _metadata(raw: str) -> dict[str, Any]:
+    if len(raw.encode()) > MAX_METADATA_BYTES:
+        raise InvalidOptions(
+            f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata"
+        )
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidOptions("metadata must be a JSON object", field="metadata")
+    return value
+
+
+def parse_options(fields: Mapping[str, str]) -> ValidatedOptions:
+    """Validate the option fields; raise `InvalidOptions` naming the first bad one."""
+    unknown = sorted(set(fields) - OPTION_FIELDS)
+    if unknown:
+        raise InvalidOptions(
+            f"unknown field(s) {', '.join(unknown)};"
+            f" accepted: file, {', '.join(sorted(OPTION_FIELDS))}"
+        )
+    raw: dict[str, Any] = _speaker_counts(fields)
+    language = fields.get("language", "").strip().lower()
+    if language and language != "auto":
+        raw["language"] = language
+    if metadata := fields.get("metadata", "").strip():
+        raw["metadata"] = _metadata(metadata)
+    webhook_url = fields.get("webhook_url", "").strip()
+    if webhook_url:
+        _check_webhook_url(webhook_url)
+        raw["webhook_url"] = webhook_url
+    try:
+        options = msgspec.convert(raw, JobOptions)
+    except msgspec.ValidationError as exc:
+        raise InvalidOptions(str(exc)) from None
+
+    secret = fields.get("webhook_secret", "").strip() or None
+    if secret is not None:
+        if not webhook_url:
+            raise InvalidOptions("webhook_secret needs a webhook_url", field="webhook_secret")
+        _check_webhook_secret(secret)
+        return ValidatedOptions(options, secret, secret_generated=False)
+    if webhook_url:
+        return ValidatedOptions(options, new_webhook_secret(), secret_generated=True)
+    return ValidatedOptions(options, None, secret_generated=False)

@@ -1,0 +1,164 @@
+"""The job store: jobs, stages, results and the outbox in Postgres, through asyncpg."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from contracts import JobStatus, JobSubmitted, StageState
+from contracts.routing import SUBMIT_ACTOR, SUBMIT_QUEUE
+from contracts.schema import apply_migrations
+from contracts.states import PIPELINE
+
+_JSON_ENCODER = msgspec.json.Encoder()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda value: _JSON_ENCODER.encode(value).decode(),
+            decoder=msgspec.json.decode,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
+    """A connection pool whose json/jsonb columns read and write Python values."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=size, init=_init_connection, command_timeout=30
+    )
+    return pool
+
+
+async def migrate(database_url: str) -> list[int]:
+    """Bring the database schema up to date; return the versions applied now."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """Everything recorded when an upload is accepted."""
+
+    message: JobSubmitted
+    owner: str | None
+    audio_format: str
+    webhook_secret: str | None
+
+
+_JOB_COLUMNS = (
+    "id, status, original_filename, content_type, audio_format, size_bytes, sha256,"
+    " options, error, warnings, created_at, updated_at, started_at, finished_at"
+)
+
+
+async def insert_job(pool: asyncpg.Pool, job: NewJob) -> datetime:
+    """Write the job, its stage rows and its outbox row in one transaction."""
+    msg = job.message
+    job_id = uuid.UUID(msg.job_id)
+    async with pool.acquire() as conn, conn.transaction():
+        created_at: datetime = await conn.fetchval(
+            "INSERT INTO jobs (id, owner, original_filename, content_type, audio_format,"
+            " size_bytes, sha256, storage_path, options, webhook_secret, created_at,"
+            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
+            " RETURNING created_at",
+            job_id,
+            job.owner,
+            msg.original_filename,
+            msg.content_type,
+            job.audio_format,
+            msg.size_bytes,
+            msg.sha256,
+            msg.storage_path,
+            msgspec.to_builtins(msg.options),
+            job.webhook_secret,
+            msg.submitted_at,
+        )
+        await conn.execute(
+            "INSERT INTO job_stages (job_id, stage, position, state)"
+            " SELECT $1, s.stage, s.ord - 1, CASE WHEN s.ord = 1 THEN $3 ELSE $4 END"
+            " FROM unnest($2::text[]) WITH ORDINALITY AS s(stage, ord)",
+            job_id,
+            [stage.value for stage in PIPELINE],
+            StageState.QUEUED.value,
+            StageState.PENDING.value,
+        )
+        await conn.execute(
+            "INSERT INTO outbox (message_id, job_id, queue, actor, payload)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            uuid.uuid4(),
+            job_id,
+            SUBMIT_QUEUE,
+            SUBMIT_ACTOR,
+            msgspec.to_builtins(msg),
+        )
+    return created_at
+
+
+def _visible(owner: str | None, first_param: int) -> str:
+    return "owner IS NULL" if owner is None else f"owner = ${first_param}"
+
+
+async def fetch_job(
+    pool: asyncpg.Pool, job_id: uuid.UUID, owner: str | None
+) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
+    """The job and its stages, or None if it does not exist or belongs to someone else."""
+    args: list[Any] = [job_id] if owner is None else [job_id, owner]
+    async with pool.acquire() as conn:
+        job = await conn.fetchrow(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1 AND {_visible(owner, 2)}",  # noqa: S608
+            *args,
+        )
+        if job is None:
+            return None
+        stages = await conn.fetch(
+            "SELECT stage, state, attempts, error, started_at, finished_at"
+            " FROM job_stages WHERE job_id = $1 ORDER BY position",
+            job_id,
+        )
+    return job, stages
+
+
+async def list_jobs(
+    pool: asyncpg.Pool,
+    owner: str | None,
+    *,
+    status: JobStatus | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[asyncpg.Record]:
+    """Jobs newest first, starting strictly after the keyset `after`."""
+    args: list[Any] = [] if owner is None else [owner]
+    where = [_visible(owner, 1)]
+    if status is not None:
+        args.append(status.value)
+        where.append(f"status = ${len(args)}")
+    if after is not None:
+        args.extend(after)
+        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    query = (
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"  # noqa: S608
+        f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}"
+    )
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+    return rows
+
+
+async def fetch_result(pool: asyncpg.Pool, job_id: uuid.UUID) -> str | None:
+    """The job's result document as JSON text, or None while it has none."""
+    async with pool.acquire() as conn:
+        document: str | None = await conn.fetchval(
+            "SELECT document::text FROM job_results WHERE job_id = $1", job_id
+        )
+    return document

@@ -1,0 +1,114 @@
+"""The JSON shapes the API answers with (API-only; messages live in `contracts`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from contracts import JobOptions
+
+
+class Links(msgspec.Struct, frozen=True):
+    self: str
+    result: str
+
+
+class StageView(msgspec.Struct, frozen=True):
+    name: str
+    state: str
+    attempts: int
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobView(msgspec.Struct, frozen=True):
+    id: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    filename: str
+    content_type: str
+    audio_format: str
+    size_bytes: int
+    sha256: str
+    options: JobOptions
+    error: str | None
+    warnings: list[str]
+    links: Links
+    #: Fraction of stages finished (succeeded, skipped or failed), 0..1.
+    progress: float | None = None
+    stages: list[StageView] | None = None
+
+
+class JobAccepted(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The 202 answer to an upload."""
+
+    id: str
+    status: str
+    created_at: datetime
+    filename: str
+    size_bytes: int
+    sha256: str
+    audio_format: str
+    options: JobOptions
+    links: Links
+    #: Present once, when the service generated the webhook signing secret.
+    webhook_secret: str | None = None
+
+
+class JobPage(msgspec.Struct, frozen=True):
+    items: list[JobView]
+    #: Pass as `cursor` to get the next page; null on the last page.
+    next_cursor: str | None
+
+
+def links_for(job_id: str) -> Links:
+    return Links(self=f"/v1/jobs/{job_id}", result=f"/v1/jobs/{job_id}/result")
+
+
+_FINISHED = {"succeeded", "skipped", "failed", "dead"}
+
+
+def job_view(job: Any, stages: list[Any] | None = None) -> JobView:
+    """Render a job row (and, for the detail view, its stage rows)."""
+    job_id = str(job["id"])
+    stage_views = None
+    progress = None
+    if stages is not None:
+        stage_views = [
+            StageView(
+                name=s["stage"],
+                state=s["state"],
+                attempts=s["attempts"],
+                error=s["error"],
+                started_at=s["started_at"],
+                finished_at=s["finished_at"],
+            )
+            for s in stages
+        ]
+        done = sum(1 for s in stage_views if s.state in _FINISHED)
+        progress = round(done / len(stage_views), 3) if stage_views else 0.0
+    return JobView(
+        id=job_id,
+        status=job["status"],
+        created_at=job["created_at"],
+        updated_at=job["updated_at"],
+        started_at=job["started_at"],
+        finished_at=job["finished_at"],
+        filename=job["original_filename"],
+        content_type=job["content_type"],
+        audio_format=job["audio_format"],
+        size_bytes=job["size_bytes"],
+        sha256=job["sha256"],
+        options=msgspec.convert(job["options"], JobOptions),
+        error=job["error"],
+        warnings=list(job["warnings"]),
+        links=links_for(job_id),
+        progress=progress,
+        stages=stage_views,
+    )

@@ -1,0 +1,1 @@
+"""Processing service: transcription, diarization and analysis workers."""
