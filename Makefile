@@ -11,9 +11,13 @@ PIP_INSTALL := $(PY) -m pip install -q --disable-pip-version-check $(if $(WHEELS
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/audio_pipeline
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 export STORAGE_DIR ?= $(CURDIR)/var/storage
+export MODEL_CACHE_DIR ?= $(CURDIR)/.cache/models
+# Whisper model for `make run` (a name or a checkpoint path); tests always use tiny.en.
+export WHISPER_MODEL ?= tiny.en
+export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format services migrate system-deps clean
+.PHONY: help run test lint format services migrate system-deps speech models clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,16 +33,24 @@ venv: $(VENV)/.installed ## Create the virtual environment (only when pyproject.
 system-deps: ## Install ffmpeg, espeak-ng and sox if missing (Debian, as root)
 	@bash scripts/install_system_packages.sh
 
+speech: venv ## Install the CPU speech stack (torch, openai-whisper, pyannote.audio) into .venv
+	@bash scripts/install_speech_stack.sh $(PY)
+
+models: speech ## Provision Whisper weights offline into $(MODEL_CACHE_DIR) (tiny.en, and WHISPER_MODEL)
+	@$(PY) -m processing_service.whisper_weights --model tiny.en --cache-dir $(MODEL_CACHE_DIR) >/dev/null
+	@case "$(WHISPER_MODEL)" in tiny.en|base) $(PY) -m processing_service.whisper_weights \
+		--model $(WHISPER_MODEL) --cache-dir $(MODEL_CACHE_DIR) >/dev/null;; esac
+
 services: ## Make sure RabbitMQ and Postgres answer on loopback; create the database
 	@bash scripts/ensure_services.sh
 
 migrate: venv services ## Apply the database schema
 	@$(PY) -m ingest_service migrate
 
-run: venv system-deps migrate ## Set everything up, then run the ingest API and the workers
+run: venv system-deps models migrate ## Set everything up, then run the ingest API and the workers
 	@bash scripts/run_stack.sh
 
-test: venv system-deps services ## Set everything up, then run the whole test suite
+test: venv system-deps models services ## Set everything up, then run the whole test suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff (lint + format check) and mypy --strict on the three packages

@@ -66,10 +66,30 @@ class JobSubmitted(msgspec.Struct, frozen=True, tag="job.submitted", tag_field="
     version: int = SCHEMA_VERSION
 
 
-#: Every message type a queue consumer may receive; the union grows with the pipeline.
-Message = JobSubmitted
+class ChunkReady(msgspec.Struct, frozen=True, tag="chunk.ready", tag_field="type"):
+    """`split` → `transcribe`: one chunk of the normalized audio is ready to transcribe."""
 
-MESSAGE_DECODER = msgspec.json.Decoder(Message)
+    job_id: str
+    chunk_index: int
+    chunk_count: int
+    audio_path: str
+    start_s: float
+    end_s: float
+    version: int = SCHEMA_VERSION
+
+
+class StageRequested(msgspec.Struct, frozen=True, tag="stage.requested", tag_field="type"):
+    """Worker → worker: run `stage` for the job (everything else is loaded by id)."""
+
+    job_id: str
+    stage: str
+    version: int = SCHEMA_VERSION
+
+
+#: Every message type a queue consumer may receive; the union grows with the pipeline.
+Message = JobSubmitted | ChunkReady | StageRequested
+
+MESSAGE_DECODER: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -89,6 +109,7 @@ def decode_message(data: bytes | str) -> Message:
 def message_from_builtins(data: object) -> Message:
     """Convert already-parsed JSON (a Dramatiq actor argument) into a message."""
     try:
-        return msgspec.convert(data, Message)
+        message: Message = msgspec.convert(data, Message)
     except msgspec.ValidationError as exc:
         raise ContractError(f"not a valid message: {exc}") from exc
+    return message

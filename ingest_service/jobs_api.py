@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
+import msgspec
 import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.exceptions import InternalServerException
 from litestar.params import Parameter
 
-from contracts import JobStatus, JobSubmitted
+from contracts import JobStatus, JobSubmitted, ResultDocument
 from ingest_service import metrics, store
 from ingest_service.auth import provide_owner
 from ingest_service.config import Settings
@@ -28,6 +29,7 @@ from ingest_service.problems import (
     ResultNotReady,
     Unavailable,
 )
+from ingest_service.renderers import RENDERERS
 from ingest_service.storage import UploadWriter
 from ingest_service.views import JobAccepted, JobPage, JobView, job_view, links_for
 
@@ -176,19 +178,35 @@ class JobsController(Controller):
         job, stages = found
         return job_view(job, stages)
 
-    @get("/{job_id:str}/result", summary="The job's result document")
+    @get("/{job_id:str}/result", summary="The job's result document, or a rendering of it")
     async def get_result(
-        self, request: Request[Any, Any, Any], owner: str | None, job_id: str
+        self,
+        request: Request[Any, Any, Any],
+        owner: str | None,
+        job_id: str,
+        result_format: Annotated[str, Parameter(query="format")] = "json",
     ) -> Response[bytes]:
         structlog.contextvars.bind_contextvars(job_id=job_id)
+        if result_format != "json" and result_format not in RENDERERS:
+            raise InvalidRequest(
+                f"unknown format {result_format!r}; choose json, {', '.join(RENDERERS)}"
+            )
         pool = request.app.state.pool
         found = await store.fetch_job(pool, parse_job_id(job_id), owner)
         if found is None:
             raise JobNotFound(f"no job {job_id}")
         job, _ = found
-        document = await store.fetch_result(pool, job["id"])
+        document = None
+        if job["status"] == JobStatus.COMPLETED:
+            document = await store.fetch_result(pool, job["id"])
         if document is None:
+            reason = f": {job['error']}" if job["error"] else ""
             raise ResultNotReady(
-                f"job {job_id} is {job['status']} and has no result yet", job_status=job["status"]
+                f"job {job_id} is {job['status']} and has no result{reason}",
+                job_status=job["status"],
             )
-        return Response(document.encode(), media_type="application/json")
+        if result_format == "json":
+            return Response(document.encode(), media_type="application/json")
+        render, media_type = RENDERERS[result_format]
+        text = render(msgspec.json.decode(document, type=ResultDocument))
+        return Response(text.encode(), media_type=media_type)

@@ -57,7 +57,7 @@ class NewJob:
 
 _JOB_COLUMNS = (
     "id, status, original_filename, content_type, audio_format, size_bytes, sha256,"
-    " options, error, warnings, created_at, updated_at, started_at, finished_at"
+    " options, audio, error, warnings, created_at, updated_at, started_at, finished_at"
 )
 
 

@@ -24,7 +24,7 @@ class StageView(msgspec.Struct, frozen=True):
     finished_at: datetime | None
 
 
-class JobView(msgspec.Struct, frozen=True):
+class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
     status: str
     created_at: datetime
@@ -40,6 +40,8 @@ class JobView(msgspec.Struct, frozen=True):
     error: str | None
     warnings: list[str]
     links: Links
+    #: What the split stage found: codec, container, sample_rate, channels, duration_s.
+    audio: dict[str, Any] | None = None
     #: Fraction of stages finished (succeeded, skipped or failed), 0..1.
     progress: float | None = None
     stages: list[StageView] | None = None
@@ -109,6 +111,7 @@ def job_view(job: Any, stages: list[Any] | None = None) -> JobView:
         error=job["error"],
         warnings=list(job["warnings"]),
         links=links_for(job_id),
+        audio=job["audio"],
         progress=progress,
         stages=stage_views,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -46,14 +48,22 @@ class ServiceProcess:
 
     def __init__(self, module: str, env: dict[str, str], log_path: Path, *args: str) -> None:
         self.log_path = log_path
-        self._log = log_path.open("wb")
+        self._log = log_path.open("ab")
+        # A session of its own, so that a test can kill the whole process tree at once.
         self.process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=REPO_ROOT,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+    def kill_hard(self) -> None:
+        """SIGKILL every process of the service at once, as a crash or OOM kill would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -62,10 +72,12 @@ class ServiceProcess:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # stragglers of the tree
         self._log.close()
 
 
@@ -96,3 +108,10 @@ class IngestServer(ServiceProcess):
     def client(self, api_key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+class Worker(ServiceProcess):
+    """The processing service's worker pools (`python -m processing_service`)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, pool: str = "all") -> None:
+        super().__init__("processing_service", env, log_path, "--pool", pool)

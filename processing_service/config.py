@@ -1,0 +1,158 @@
+"""Configuration of the processing workers, read from the environment once.
+
+This is the only module of the service that reads `os.environ`; the README's
+configuration table lists every variable below.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contracts import Stage
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the workers cannot use."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    value = _number(env, name, default, minimum)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class StagePolicy:
+    """How one actor retries and how long one run may take.
+
+    Backoff is exponential with jitter between the two bounds. Dramatiq holds a delayed
+    retry unacknowledged in worker memory, and RabbitMQ closes a channel that holds a
+    message past its consumer timeout (30 min by default), so both the longest backoff
+    and the time limit stay well under it.
+    """
+
+    max_retries: int
+    min_backoff_ms: int
+    max_backoff_ms: int
+    time_limit_ms: int
+
+
+#: Defaults per stage: light stages retry fast; transcription may run long on CPU.
+DEFAULT_POLICIES: dict[Stage, StagePolicy] = {
+    Stage.SPLIT: StagePolicy(5, 2_000, 300_000, 10 * 60_000),
+    Stage.TRANSCRIBE: StagePolicy(3, 10_000, 300_000, 25 * 60_000),
+    Stage.DIARIZE: StagePolicy(2, 10_000, 300_000, 25 * 60_000),
+    Stage.ANALYZE: StagePolicy(3, 5_000, 300_000, 5 * 60_000),
+    Stage.NOTIFY: StagePolicy(8, 2_000, 300_000, 2 * 60_000),
+}
+
+#: Longest time limit or backoff accepted: RabbitMQ's default consumer timeout is 30 min.
+MAX_HELD_MS = 28 * 60_000
+
+
+def _policies(env: Mapping[str, str]) -> dict[Stage, StagePolicy]:
+    min_override = env.get("RETRY_MIN_BACKOFF_MS", "").strip()
+    max_override = env.get("RETRY_MAX_BACKOFF_MS", "").strip()
+    policies = {}
+    for stage, default in DEFAULT_POLICIES.items():
+        prefix = stage.value.upper()
+        policy = StagePolicy(
+            max_retries=_int(env, f"{prefix}_MAX_RETRIES", default.max_retries),
+            min_backoff_ms=_int(env, "RETRY_MIN_BACKOFF_MS", default.min_backoff_ms, 1)
+            if min_override
+            else default.min_backoff_ms,
+            max_backoff_ms=_int(env, "RETRY_MAX_BACKOFF_MS", default.max_backoff_ms, 1)
+            if max_override
+            else default.max_backoff_ms,
+            time_limit_ms=int(
+                _number(env, f"{prefix}_TIME_LIMIT_S", default.time_limit_ms / 1000, 1) * 1000
+            ),
+        )
+        for name, value in (
+            ("backoff", policy.max_backoff_ms),
+            (f"{prefix}_TIME_LIMIT_S", policy.time_limit_ms),
+        ):
+            if value > MAX_HELD_MS:
+                raise ConfigError(
+                    f"{name} must stay under RabbitMQ's consumer timeout (max {MAX_HELD_MS} ms)"
+                )
+        policies[stage] = policy
+    return policies
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/audio_pipeline"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    storage_dir: Path = Path("var/storage")
+    model_cache_dir: Path = Path(".cache/models")
+    #: A model name (tiny.en, base, small, ...) or the path of a checkpoint file.
+    whisper_model: str = "tiny.en"
+    #: Torch threads per worker process; 0 lets torch decide (one per core).
+    torch_threads: int = 0
+    split_threshold_s: float = 1800.0
+    chunk_s: float = 600.0
+    chunk_overlap_s: float = 4.0
+    light_processes: int = 1
+    light_threads: int = 4
+    heavy_processes: int = 1
+    heavy_threads: int = 1
+    log_level: str = "INFO"
+    log_format: str = "auto"
+    policies: dict[Stage, StagePolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+        d = cls()
+        log_format = env.get("LOG_FORMAT", d.log_format).lower()
+        if log_format not in {"auto", "json", "console"}:
+            raise ConfigError(f"LOG_FORMAT must be auto, json or console, got {log_format!r}")
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or d.database_url,
+            amqp_url=env.get("AMQP_URL") or d.amqp_url,
+            storage_dir=Path(env.get("STORAGE_DIR") or d.storage_dir),
+            model_cache_dir=Path(env.get("MODEL_CACHE_DIR") or d.model_cache_dir),
+            whisper_model=env.get("WHISPER_MODEL") or d.whisper_model,
+            torch_threads=_int(env, "TORCH_THREADS", d.torch_threads),
+            split_threshold_s=_number(env, "SPLIT_THRESHOLD_S", d.split_threshold_s, 1),
+            chunk_s=_number(env, "CHUNK_S", d.chunk_s, 1),
+            chunk_overlap_s=_number(env, "CHUNK_OVERLAP_S", d.chunk_overlap_s),
+            light_processes=_int(env, "LIGHT_PROCESSES", d.light_processes, 1),
+            light_threads=_int(env, "LIGHT_THREADS", d.light_threads, 1),
+            heavy_processes=_int(env, "HEAVY_PROCESSES", d.heavy_processes, 1),
+            heavy_threads=_int(env, "HEAVY_THREADS", d.heavy_threads, 1),
+            log_level=(env.get("LOG_LEVEL") or d.log_level).upper(),
+            log_format=log_format,
+            policies=_policies(env),
+        )
+        if settings.chunk_overlap_s * 2 >= settings.chunk_s:
+            raise ConfigError("CHUNK_OVERLAP_S must be less than half of CHUNK_S")
+        if settings.chunk_s > settings.split_threshold_s:
+            raise ConfigError("CHUNK_S must not exceed SPLIT_THRESHOLD_S")
+        return settings
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings.from_env()

@@ -1,0 +1,102 @@
+"""Dramatiq middleware: per-message log context, and failures recorded on the job."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq.broker import MessageProxy
+
+from contracts import Stage
+from processing_service.pipeline import Pipeline
+
+log = structlog.get_logger("processing.worker")
+
+
+def job_id_of(message: MessageProxy) -> str | None:
+    """The job id in a message's payload, if it has a well-formed one."""
+    payload = message.args[0] if message.args else None
+    raw = payload.get("job_id") if isinstance(payload, dict) else None
+    try:
+        return str(uuid.UUID(raw)) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
+def describe(exception: BaseException) -> str:
+    text = str(exception).strip()
+    return text if text else type(exception).__name__
+
+
+class JobContext(dramatiq.Middleware):
+    """Binds job_id, stage and message_id for every log line; one line per message."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            job_id=job_id_of(message), stage=message.actor_name, message_id=message.message_id
+        )
+        message.options["_started"] = time.perf_counter()
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        started = message.options.pop("_started", None)
+        elapsed = round(time.perf_counter() - started, 3) if started else None
+        retries = message.options.get("retries", 0)
+        if exception is None:
+            log.info("message processed", seconds=elapsed, retries=retries)
+        else:
+            log.warning(
+                "message failed",
+                seconds=elapsed,
+                retries=retries,
+                dead=message.failed,
+                error=describe(exception),
+                exc_info=exception,
+            )
+        structlog.contextvars.clear_contextvars()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self.after_process_message(broker, message)
+
+
+class StageFailures(dramatiq.Middleware):
+    """Records each failed attempt on the job, and settles the job when one is final.
+
+    Its `after_process_message` must run after that of Dramatiq's `Retries`, which marks
+    a message `failed` when it will not be retried (a permanent error, or retries
+    exhausted); such a message is then dead-lettered to `<queue>.XQ`.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is None:
+            return
+        job_id = job_id_of(message)
+        if job_id is None:
+            log.error("dead-lettering a message without a job id", error=describe(exception))
+            return
+        try:
+            self.pipeline.on_failure(
+                Stage(message.actor_name), job_id, describe(exception), final=message.failed
+            )
+        except Exception:  # the message is retried or dead-lettered regardless
+            log.exception("could not record the failure on the job")

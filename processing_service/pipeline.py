@@ -1,0 +1,239 @@
+"""What each stage does, as plain methods over the job store; actors only decode and call.
+
+Every stage is idempotent: it loads the job by id, skips work whose output exists,
+persists, and only then sends the next message. A redelivered message (a worker killed,
+an ack lost) therefore re-sends at most what may not have been sent, and never writes a
+second result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from contracts import (
+    ChunkReady,
+    JobStatus,
+    JobSubmitted,
+    Message,
+    ResultDocument,
+    Stage,
+    StageRequested,
+    StageState,
+)
+from processing_service import audio, transcription
+from processing_service.config import Settings
+from processing_service.errors import InvalidMessage
+from processing_service.job_store import (
+    DONE_STATES,
+    WAITING_STATES,
+    ChunkRecord,
+    JobRecord,
+    JobStore,
+)
+
+log = structlog.get_logger("processing.pipeline")
+
+#: Losing these fails the job; the others degrade to a warning.
+CRITICAL_STAGES = frozenset({Stage.SPLIT, Stage.TRANSCRIBE})
+
+#: What a job says about stages that are not built yet (never a silent success).
+NOT_YET_AVAILABLE = {
+    Stage.DIARIZE: "diarization is not available yet: segments carry no speaker",
+    Stage.ANALYZE: "analysis is not available yet: no summary, action items or decisions",
+    Stage.NOTIFY: "webhook and event delivery are not available yet: nothing was sent",
+}
+
+Send = Callable[[Stage, Message], None]
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    store: JobStore
+    send: Send
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _job(self, job_id: str) -> JobRecord | None:
+        job = self.store.load_job(job_id)
+        if job is None:
+            raise InvalidMessage(f"job {job_id} does not exist")
+        if job.status.terminal:
+            log.info("job already finished; message ignored", status=job.status.value)
+            return None
+        return job
+
+    def _request(self, job: JobRecord, stage: Stage) -> None:
+        """Send the message that starts `stage` if it has not started yet."""
+        if job.stages.get(stage) in WAITING_STATES:
+            self.send(stage, StageRequested(job_id=job.id, stage=stage.value))
+
+    def _path(self, relative: str) -> Path:
+        return self.settings.storage_dir / relative
+
+    # -- split -------------------------------------------------------------------------
+
+    def split(self, message: JobSubmitted) -> None:
+        """Probe, normalize to 16 kHz mono, cut long recordings into chunks."""
+        job = self._job(message.job_id)
+        if job is None:
+            return
+        if job.stages[Stage.SPLIT] not in DONE_STATES:
+            self.store.start_stage(job.id, Stage.SPLIT)
+            upload = self._path(message.storage_path)
+            info = audio.probe(upload)
+            work = f"work/{job.id}"
+            normalized = f"{work}/audio.wav"
+            duration = audio.normalize(upload, self._path(normalized))
+            s = self.settings
+            plans = audio.plan_chunks(duration, s.split_threshold_s, s.chunk_s, s.chunk_overlap_s)
+            chunks = []
+            for plan in plans:
+                path = normalized
+                if len(plans) > 1:
+                    path = f"{work}/chunk-{plan.index:04d}.wav"
+                    audio.cut_chunk(
+                        self._path(normalized), self._path(path), plan.start_s, plan.end_s
+                    )
+                chunks.append(ChunkRecord(plan.index, plan.start_s, plan.end_s, path, None))
+            facts = dataclasses.asdict(info) | {
+                "duration_s": round(duration, 3),
+                "normalized_path": normalized,
+                "chunks": len(chunks),
+            }
+            self.store.complete_split(job.id, facts, chunks)
+            log.info(
+                "split done", duration_s=round(duration, 3), chunks=len(chunks), codec=info.codec
+            )
+        elif job.stages[Stage.TRANSCRIBE] in DONE_STATES:
+            return
+        chunks = self.store.chunks(job.id)
+        for chunk in chunks:
+            if chunk.transcript is None:
+                self.send(
+                    Stage.TRANSCRIBE,
+                    ChunkReady(
+                        job_id=job.id,
+                        chunk_index=chunk.index,
+                        chunk_count=len(chunks),
+                        audio_path=chunk.audio_path,
+                        start_s=chunk.start_s,
+                        end_s=chunk.end_s,
+                    ),
+                )
+
+    # -- transcribe --------------------------------------------------------------------
+
+    def transcribe(self, message: ChunkReady) -> None:
+        """Transcribe one chunk; the last chunk to finish stitches the transcript."""
+        job = self._job(message.job_id)
+        if job is None:
+            return
+        if job.stages[Stage.TRANSCRIBE] in DONE_STATES:
+            self._request(job, Stage.DIARIZE)
+            return
+        chunk = next((c for c in self.store.chunks(job.id) if c.index == message.chunk_index), None)
+        if chunk is None:
+            raise InvalidMessage(f"job {job.id} has no chunk {message.chunk_index}")
+        if chunk.transcript is None:
+            self.store.start_stage(job.id, Stage.TRANSCRIBE)
+            s = self.settings
+            model = transcription.get_model(s.whisper_model, s.model_cache_dir, s.torch_threads)
+            started = time.perf_counter()
+            result = transcription.transcribe_file(
+                model, self._path(chunk.audio_path), job.options.language, chunk.start_s
+            )
+            log.info(
+                "chunk transcribed",
+                chunk=chunk.index,
+                audio_s=round(chunk.end_s - chunk.start_s, 2),
+                seconds=round(time.perf_counter() - started, 2),
+            )
+            self.store.save_chunk_transcript(job.id, chunk.index, msgspec.to_builtins(result))
+        self._fan_in(job)
+
+    def _fan_in(self, job: JobRecord) -> None:
+        chunks = self.store.chunks(job.id)
+        if any(c.transcript is None for c in chunks):
+            return
+        timed = [
+            transcription.TimedChunk(
+                c.start_s, c.end_s, msgspec.convert(c.transcript, transcription.ChunkTranscript)
+            )
+            for c in chunks
+        ]
+        language, segments = transcription.stitch(timed)
+        warnings = []
+        requested = job.options.language
+        if requested and language and requested != language:
+            warnings.append(
+                f"the model {self.settings.whisper_model} is English-only:"
+                f" language {requested!r} was transcribed as English"
+            )
+        document = ResultDocument(
+            id=job.id,
+            status=JobStatus.PROCESSING.value,
+            language=language,
+            duration_s=(job.audio or {}).get("duration_s"),
+            text=transcription.full_text(segments),
+            segments=segments,
+        )
+        if self.store.complete_transcription(job.id, document):
+            for warning in warnings:
+                self.store.add_warning(job.id, warning)
+            log.info("transcript stitched", chunks=len(chunks), segments=len(segments))
+            self.send(Stage.DIARIZE, StageRequested(job_id=job.id, stage=Stage.DIARIZE.value))
+        if len(chunks) > 1:
+            for chunk in chunks:
+                self._path(chunk.audio_path).unlink(missing_ok=True)
+
+    # -- diarize, analyze, notify ------------------------------------------------------
+
+    def placeholder(self, stage: Stage, message: StageRequested) -> None:
+        """A stage that is not built yet: record it as skipped, with a warning, and go on."""
+        if stage is Stage.NOTIFY:
+            # Notify runs for failed jobs too: it is how the client learns of the failure.
+            job = self.store.load_job(message.job_id)
+            if job is None:
+                raise InvalidMessage(f"job {message.job_id} does not exist")
+        else:
+            job = self._job(message.job_id)
+            if job is None:
+                return
+        if job.stages[stage] not in DONE_STATES:
+            self.store.skip_stage(job.id, stage, NOT_YET_AVAILABLE[stage])
+        if stage is Stage.NOTIFY:
+            self.notify_done(job.id)
+            return
+        following = {Stage.DIARIZE: Stage.ANALYZE, Stage.ANALYZE: Stage.NOTIFY}[stage]
+        self.send(following, StageRequested(job_id=job.id, stage=following.value))
+
+    def notify_done(self, job_id: str) -> None:
+        status = self.store.finalize(job_id)
+        log.info("job finished", status=status.value)
+
+    # -- failures ----------------------------------------------------------------------
+
+    def on_failure(self, stage: Stage, job_id: str, error: str, *, final: bool) -> None:
+        """Record a failed attempt; when it was the last one, settle the job."""
+        if not final:
+            self.store.record_attempt_error(job_id, stage, error)
+            return
+        if stage in CRITICAL_STAGES:
+            if self.store.fail_job(job_id, stage, error, StageState.DEAD):
+                log.error("job failed", stage=stage.value, error=error)
+                self.send(Stage.NOTIFY, StageRequested(job_id=job_id, stage=Stage.NOTIFY.value))
+        elif stage is Stage.NOTIFY:
+            self.store.record_attempt_error(job_id, stage, error)
+            self.store.finalize(job_id)
+        else:
+            self.store.degrade(job_id, stage, error, f"{stage.value} failed: {error}")
+            following = Stage.ANALYZE if stage is Stage.DIARIZE else Stage.NOTIFY
+            self.send(following, StageRequested(job_id=job_id, stage=following.value))

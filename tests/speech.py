@@ -1,0 +1,42 @@
+"""Speech with known text, made with espeak-ng (and joined with sox)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def speak(text: str, out: Path, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> Path:
+    """Write `text` spoken by espeak-ng to the WAV file `out`."""
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out
+
+
+def concatenate(parts: list[Path], out: Path, gap_s: float = 0.4) -> Path:
+    """Join WAV files with `gap_s` of silence between them (sox)."""
+    if len(parts) == 1:
+        return Path(parts[0])
+    padded = []
+    for i, part in enumerate(parts):
+        target = out.with_name(f"{out.stem}.pad{i}.wav")
+        subprocess.run(
+            ["sox", str(part), "-r", "22050", "-c", "1", str(target), "pad", "0", str(gap_s)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        padded.append(str(target))
+    subprocess.run(["sox", *padded, str(out)], check=True, capture_output=True, timeout=120)
+    return out
+
+
+def duration_s(path: Path) -> float:
+    result = subprocess.run(
+        ["soxi", "-D", str(path)], check=True, capture_output=True, text=True, timeout=60
+    )
+    return float(result.stdout.strip())
