@@ -17,7 +17,7 @@ export WHISPER_MODEL ?= tiny.en
 export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format services migrate system-deps speech models clean
+.PHONY: help run test lint format services migrate system-deps speech models bench-pipeline clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ lint: venv ## ruff (lint + format check) and mypy --strict on the three packages
 format: venv ## Reformat the code with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
+	@$(PY) scripts/bench_pipeline.py --out bench/pipeline.json $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and local storage
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

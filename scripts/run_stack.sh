@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the ingest API and the workers in the foreground; Ctrl-C stops them all.
+# Run the ingest API and the worker pools in the foreground; Ctrl-C stops them all,
+# and so does either one exiting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -14,9 +15,8 @@ trap stop INT TERM EXIT
 
 $PY -m ingest_service serve &
 pids+=($!)
-if [ -f processing_service/__main__.py ]; then
-    $PY -m processing_service &
-    pids+=($!)
-fi
-echo "run: ingest API on http://${INGEST_HOST:-127.0.0.1}:${INGEST_PORT:-8000} (Ctrl-C stops)" >&2
+$PY -m processing_service &
+pids+=($!)
+echo "run: ingest API on http://${INGEST_HOST:-127.0.0.1}:${INGEST_PORT:-8000}," \
+    "workers with WHISPER_MODEL=${WHISPER_MODEL:-tiny.en} (Ctrl-C stops)" >&2
 wait -n

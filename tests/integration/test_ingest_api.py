@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,11 +96,17 @@ def test_accepted_upload_is_recorded_stored_and_published(
     assert (message.options.min_speakers, message.options.max_speakers) == (2, 3)
     assert message.options.metadata == {"team": "infra", "n": 1}
     assert message.options.webhook_url == "https://example.org/hook"
-    published = query(
-        isolated_env.database_url,
-        "SELECT published_at FROM outbox WHERE job_id = $1",
-        uuid.UUID(job_id),
-    )
+    # The relay stamps the row in the transaction that locked it, once RabbitMQ confirmed.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        published = query(
+            isolated_env.database_url,
+            "SELECT published_at FROM outbox WHERE job_id = $1",
+            uuid.UUID(job_id),
+        )
+        if published[0]["published_at"] is not None:
+            break
+        time.sleep(0.05)
     assert published[0]["published_at"] is not None
 
 
