@@ -19,7 +19,7 @@ from contracts.messages import (
     encode_message,
     message_from_builtins,
 )
-from contracts.result import Analysis, ResultDocument, Segment, Speaker, Word
+from contracts.result import Analysis, ResultDocument, Segment, Speaker, SpeakerTurn, Word
 from contracts.states import JobStatus, Stage, StageState
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "ResultDocument",
     "Segment",
     "Speaker",
+    "SpeakerTurn",
     "Stage",
     "StageRequested",
     "StageState",

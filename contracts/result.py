@@ -35,6 +35,14 @@ class Speaker(msgspec.Struct, frozen=True):
     turns: int
 
 
+class SpeakerTurn(msgspec.Struct, frozen=True):
+    """A stretch of time in which diarization heard one speaker (turns may overlap)."""
+
+    start: float
+    end: float
+    speaker: str
+
+
 class ActionItem(msgspec.Struct, frozen=True):
     """A commitment found in the meeting."""
 
@@ -73,3 +81,5 @@ class ResultDocument(msgspec.Struct, frozen=True):
     analysis: Analysis | None = None
     warnings: list[str] = msgspec.field(default_factory=list)
     version: int = SCHEMA_VERSION
+    #: The diarization as found (what `?format=rttm` renders); empty until diarized.
+    turns: list[SpeakerTurn] = msgspec.field(default_factory=list)

@@ -16,12 +16,12 @@ from litestar.di import Provide
 from litestar.exceptions import InternalServerException
 from litestar.params import Parameter
 
-from contracts import JobStatus, JobSubmitted, ResultDocument
+from contracts import JobOptions, JobStatus, JobSubmitted, ResultDocument
 from ingest_service import metrics, store
 from ingest_service.auth import provide_owner
 from ingest_service.config import Settings
 from ingest_service.intake import check_content_type, receive_multipart, receive_raw
-from ingest_service.options import parse_options
+from ingest_service.options import parse_options, speaker_hints
 from ingest_service.problems import (
     IngestError,
     InvalidRequest,
@@ -207,6 +207,39 @@ class JobsController(Controller):
             )
         if result_format == "json":
             return Response(document.encode(), media_type="application/json")
+        result = msgspec.json.decode(document, type=ResultDocument)
+        if result_format == "rttm" and not result.turns:
+            raise ResultNotReady(
+                f"job {job_id} has no diarization (see its warnings)", job_status=job["status"]
+            )
         render, media_type = RENDERERS[result_format]
-        text = render(msgspec.json.decode(document, type=ResultDocument))
-        return Response(text.encode(), media_type=media_type)
+        return Response(render(result).encode(), media_type=media_type)
+
+    @post(
+        "/{job_id:str}/diarize",
+        status_code=202,
+        summary="Diarize a completed job again with new speaker hints",
+        description=(
+            "JSON body with any of num_speakers, min_speakers, max_speakers (omitted = no "
+            "hint). Runs diarize and the stages after it again, from the stored transcript; "
+            "the job is processing until they finish."
+        ),
+    )
+    async def rediarize(
+        self, request: Request[Any, Any, Any], owner: str | None, job_id: str
+    ) -> Response[JobView]:
+        structlog.contextvars.bind_contextvars(job_id=job_id)
+        pool = request.app.state.pool
+        found = await store.fetch_job(pool, parse_job_id(job_id), owner)
+        if found is None:
+            raise JobNotFound(f"no job {job_id}")
+        job, _ = found
+        options = speaker_hints(await request.body(), msgspec.convert(job["options"], JobOptions))
+        refused = await store.request_rediarization(pool, job["id"], options)
+        if refused is not None:
+            raise ResultNotReady(refused, job_status=job["status"])
+        request.app.state.relay.wake()
+        found = await store.fetch_job(pool, job["id"], owner)
+        assert found is not None
+        view = job_view(*found)
+        return Response(view, status_code=202, headers={"Location": view.links.self})

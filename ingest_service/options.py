@@ -130,3 +130,23 @@ def parse_options(fields: Mapping[str, str]) -> ValidatedOptions:
     if webhook_url:
         return ValidatedOptions(options, new_webhook_secret(), secret_generated=True)
     return ValidatedOptions(options, None, secret_generated=False)
+
+
+class SpeakerHints(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of `POST /v1/jobs/{id}/diarize`; an omitted hint means none."""
+
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+
+def speaker_hints(body: bytes, current: JobOptions) -> JobOptions:
+    """`current` with its speaker hints replaced by those of a JSON body."""
+    try:
+        hints = msgspec.json.decode(body or b"{}", type=SpeakerHints)
+        merged = msgspec.to_builtins(current) | msgspec.structs.asdict(hints)
+        return msgspec.convert(merged, JobOptions)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
+        raise InvalidOptions(f"invalid speaker hints: {exc}") from None
+    except msgspec.DecodeError:
+        raise InvalidOptions("the body must be a JSON object") from None

@@ -43,9 +43,18 @@ def render_vtt(doc: ResultDocument) -> str:
     return "\n".join(blocks)
 
 
+def render_rttm(doc: ResultDocument) -> str:
+    """The diarization as NIST RTTM: one SPEAKER line per turn."""
+    return "".join(
+        f"SPEAKER {doc.id} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
+        for t in doc.turns
+    )
+
+
 #: format name → (renderer, media type)
 RENDERERS: dict[str, tuple[Callable[[ResultDocument], str], str]] = {
     "txt": (render_txt, "text/plain; charset=utf-8"),
     "srt": (render_srt, "application/x-subrip; charset=utf-8"),
     "vtt": (render_vtt, "text/vtt; charset=utf-8"),
+    "rttm": (render_rttm, "text/plain; charset=utf-8"),
 }

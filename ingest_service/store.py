@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from contracts import JobStatus, JobSubmitted, StageState
-from contracts.routing import SUBMIT_ACTOR, SUBMIT_QUEUE
+from contracts import JobOptions, JobStatus, JobSubmitted, Stage, StageRequested, StageState
+from contracts.routing import STAGE_QUEUES, SUBMIT_ACTOR, SUBMIT_QUEUE
 from contracts.schema import apply_migrations
 from contracts.states import PIPELINE
 
@@ -162,3 +162,53 @@ async def fetch_result(pool: asyncpg.Pool, job_id: uuid.UUID) -> str | None:
             "SELECT document::text FROM job_results WHERE job_id = $1", job_id
         )
     return document
+
+
+#: Stages that re-diarization runs again, and whose warnings it clears.
+REDIARIZED_STAGES = (Stage.DIARIZE, Stage.ANALYZE, Stage.NOTIFY)
+
+
+async def request_rediarization(
+    pool: asyncpg.Pool, job_id: uuid.UUID, options: JobOptions
+) -> str | None:
+    """Queue diarize (and what follows) again on a completed job with new options.
+
+    Returns None when queued, else why not (the job's status, or a missing transcript).
+    """
+    stages = [stage.value for stage in REDIARIZED_STAGES]
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+        if status != JobStatus.COMPLETED:
+            return f"the job is {status}; only a completed job can be diarized again"
+        if not await conn.fetchval(
+            "SELECT transcript IS NOT NULL FROM job_results WHERE job_id = $1", job_id
+        ):
+            return "the job has no stored transcript to diarize again"
+        await conn.execute(
+            "UPDATE jobs SET options = $2, status = 'processing', finished_at = NULL,"
+            " updated_at = now(), warnings = (SELECT coalesce(jsonb_agg(w), '[]'::jsonb)"
+            "   FROM jsonb_array_elements_text(warnings) AS w"
+            "   WHERE split_part(w, ':', 1) <> ALL($3::text[]))"
+            " WHERE id = $1",
+            job_id,
+            msgspec.to_builtins(options),
+            stages,
+        )
+        await conn.execute(
+            "UPDATE job_stages SET state = CASE WHEN stage = $2 THEN 'queued' ELSE 'pending' END,"
+            " attempts = 0, error = NULL, started_at = NULL, finished_at = NULL"
+            " WHERE job_id = $1 AND stage = ANY($3::text[])",
+            job_id,
+            Stage.DIARIZE.value,
+            stages,
+        )
+        await conn.execute(
+            "INSERT INTO outbox (message_id, job_id, queue, actor, payload)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            uuid.uuid4(),
+            job_id,
+            STAGE_QUEUES[Stage.DIARIZE],
+            Stage.DIARIZE.value,
+            msgspec.to_builtins(StageRequested(job_id=str(job_id), stage=Stage.DIARIZE.value)),
+        )
+    return None

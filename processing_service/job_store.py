@@ -18,7 +18,16 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
-from contracts import JobOptions, JobStatus, ResultDocument, Stage, StageState
+from contracts import (
+    JobOptions,
+    JobStatus,
+    ResultDocument,
+    Segment,
+    Speaker,
+    SpeakerTurn,
+    Stage,
+    StageState,
+)
 from contracts.schema import apply_migrations
 from contracts.states import PIPELINE
 
@@ -162,6 +171,16 @@ class JobStore:
         document = self._run(q)
         return None if document is None else msgspec.convert(document, ResultDocument)
 
+    def transcript(self, job_id: str) -> list[Segment]:
+        """The stitched transcript as transcribed, before speaker attribution."""
+
+        async def q(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchval(
+                "SELECT transcript FROM job_results WHERE job_id = $1", uuid.UUID(job_id)
+            )
+
+        return msgspec.convert(self._run(q) or [], list[Segment])
+
     # -- stage transitions -------------------------------------------------------------
 
     def start_stage(self, job_id: str, stage: Stage) -> None:
@@ -243,15 +262,55 @@ class JobStore:
             if StageState(state) in DONE_STATES:
                 return False
             await conn.execute(
-                "INSERT INTO job_results (job_id, document) VALUES ($1, $2)"
-                " ON CONFLICT (job_id) DO UPDATE SET document = $2, updated_at = now()",
+                "INSERT INTO job_results (job_id, document, transcript) VALUES ($1, $2, $3)"
+                " ON CONFLICT (job_id) DO UPDATE SET document = $2, transcript = $3,"
+                " updated_at = now()",
                 jid,
                 msgspec.to_builtins(document),
+                msgspec.to_builtins(document.segments),
             )
             await self._finish(conn, jid, Stage.TRANSCRIBE, StageState.SUCCEEDED, None)
             return True
 
         return self._run(q)
+
+    def save_attribution(
+        self,
+        job_id: str,
+        segments: list[Segment],
+        speakers: list[Speaker],
+        turns: list[SpeakerTurn],
+    ) -> None:
+        """Replace the result's speaker attribution and complete the diarize stage."""
+
+        async def q(conn: asyncpg.Connection) -> None:
+            jid = uuid.UUID(job_id)
+            await conn.execute(
+                "UPDATE job_results SET document = document || $2::jsonb, updated_at = now()"
+                " WHERE job_id = $1",
+                jid,
+                {
+                    "segments": msgspec.to_builtins(segments),
+                    "speakers": msgspec.to_builtins(speakers),
+                    "turns": msgspec.to_builtins(turns),
+                },
+            )
+            await self._finish(conn, jid, Stage.DIARIZE, StageState.SUCCEEDED, None)
+
+        self._run(q)
+
+    def clear_attribution(self, job_id: str) -> None:
+        """Back to the transcript as transcribed: no speakers (after diarization failed)."""
+
+        async def q(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE job_results SET document = document || jsonb_build_object("
+                " 'segments', transcript, 'speakers', '[]'::jsonb, 'turns', '[]'::jsonb),"
+                " updated_at = now() WHERE job_id = $1 AND transcript IS NOT NULL",
+                uuid.UUID(job_id),
+            )
+
+        self._run(q)
 
     def complete_stage(self, job_id: str, stage: Stage) -> None:
         async def q(conn: asyncpg.Connection) -> None:

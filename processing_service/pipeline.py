@@ -45,10 +45,16 @@ CRITICAL_STAGES = frozenset({Stage.SPLIT, Stage.TRANSCRIBE})
 
 #: What a job says about stages that are not built yet (never a silent success).
 NOT_YET_AVAILABLE = {
-    Stage.DIARIZE: "diarization is not available yet: segments carry no speaker",
-    Stage.ANALYZE: "analysis is not available yet: no summary, action items or decisions",
-    Stage.NOTIFY: "webhook and event delivery are not available yet: nothing was sent",
+    Stage.DIARIZE: "not available yet: segments carry no speaker",
+    Stage.ANALYZE: "not available yet: no summary, action items or decisions",
+    Stage.NOTIFY: "not available yet: no webhook or event was sent",
 }
+
+
+def warning(stage: Stage, text: str) -> str:
+    """A job warning; the stage prefix lets a re-run of the stage clear its own."""
+    return f"{stage.value}: {text}"
+
 
 Send = Callable[[Stage, Message], None]
 
@@ -174,8 +180,11 @@ class Pipeline:
         requested = job.options.language
         if requested and language and requested != language:
             warnings.append(
-                f"the model {self.settings.whisper_model} is English-only:"
-                f" language {requested!r} was transcribed as English"
+                warning(
+                    Stage.TRANSCRIBE,
+                    f"the model {self.settings.whisper_model} is English-only:"
+                    f" language {requested!r} was transcribed as English",
+                )
             )
         document = ResultDocument(
             id=job.id,
@@ -186,8 +195,8 @@ class Pipeline:
             segments=segments,
         )
         if self.store.complete_transcription(job.id, document):
-            for warning in warnings:
-                self.store.add_warning(job.id, warning)
+            for text in warnings:
+                self.store.add_warning(job.id, text)
             log.info("transcript stitched", chunks=len(chunks), segments=len(segments))
             self.send(Stage.DIARIZE, StageRequested(job_id=job.id, stage=Stage.DIARIZE.value))
         if len(chunks) > 1:
@@ -208,7 +217,7 @@ class Pipeline:
             if job is None:
                 return
         if job.stages[stage] not in DONE_STATES:
-            self.store.skip_stage(job.id, stage, NOT_YET_AVAILABLE[stage])
+            self.store.skip_stage(job.id, stage, warning(stage, NOT_YET_AVAILABLE[stage]))
         if stage is Stage.NOTIFY:
             self.notify_done(job.id)
             return
@@ -234,6 +243,8 @@ class Pipeline:
             self.store.record_attempt_error(job_id, stage, error)
             self.store.finalize(job_id)
         else:
-            self.store.degrade(job_id, stage, error, f"{stage.value} failed: {error}")
+            if stage is Stage.DIARIZE:
+                self.store.clear_attribution(job_id)
+            self.store.degrade(job_id, stage, error, warning(stage, f"failed: {error}"))
             following = Stage.ANALYZE if stage is Stage.DIARIZE else Stage.NOTIFY
             self.send(following, StageRequested(job_id=job_id, stage=following.value))
