@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.webhook_policy import IPNetwork, parse_networks
+
 #: 2 GiB: the default largest upload accepted.
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 
@@ -71,6 +73,8 @@ class Settings:
     outbox_batch_size: int = 100
     log_level: str = "INFO"
     log_format: str = "auto"
+    #: Networks webhooks may reach although the SSRF guard refuses them by default.
+    webhook_allowed_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -81,6 +85,10 @@ class Settings:
         if log_format not in {"auto", "json", "console"}:
             raise ConfigError(f"LOG_FORMAT must be auto, json or console, got {log_format!r}")
         keys = tuple(k.strip() for k in env.get("INGEST_API_KEYS", "").split(",") if k.strip())
+        try:
+            allowed = parse_networks(env.get("WEBHOOK_ALLOWED_NETWORKS", ""))
+        except ValueError as exc:
+            raise ConfigError(f"WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
         return cls(
             database_url=env.get("DATABASE_URL") or defaults.database_url,
             amqp_url=env.get("AMQP_URL") or defaults.amqp_url,
@@ -97,6 +105,7 @@ class Settings:
             outbox_batch_size=_int(env, "OUTBOX_BATCH_SIZE", defaults.outbox_batch_size, 1),
             log_level=(env.get("LOG_LEVEL") or defaults.log_level).upper(),
             log_format=log_format,
+            webhook_allowed_networks=allowed,
         )
 
 

@@ -21,7 +21,7 @@ from ingest_service import metrics, store
 from ingest_service.auth import provide_owner
 from ingest_service.config import Settings
 from ingest_service.intake import check_content_type, receive_multipart, receive_raw
-from ingest_service.options import parse_options, speaker_hints
+from ingest_service.options import check_webhook_destination, parse_options, speaker_hints
 from ingest_service.problems import (
     IngestError,
     InvalidRequest,
@@ -31,7 +31,15 @@ from ingest_service.problems import (
 )
 from ingest_service.renderers import RENDERERS
 from ingest_service.storage import UploadWriter
-from ingest_service.views import JobAccepted, JobPage, JobView, job_view, links_for
+from ingest_service.views import (
+    DeliveryView,
+    JobAccepted,
+    JobPage,
+    JobView,
+    delivery_views,
+    job_view,
+    links_for,
+)
 
 log = structlog.get_logger("ingest.jobs")
 
@@ -91,6 +99,10 @@ class JobsController(Controller):
             else:
                 received = await receive_raw(request, writer)
             validated = parse_options(received.fields)
+            if validated.options.webhook_url:
+                await check_webhook_destination(
+                    validated.options.webhook_url, settings.webhook_allowed_networks
+                )
             stored = await writer.finish()
             message = JobSubmitted(
                 job_id=job_id,
@@ -214,6 +226,17 @@ class JobsController(Controller):
             )
         render, media_type = RENDERERS[result_format]
         return Response(render(result).encode(), media_type=media_type)
+
+    @get("/{job_id:str}/deliveries", summary="The job's webhook deliveries and their attempts")
+    async def get_deliveries(
+        self, request: Request[Any, Any, Any], owner: str | None, job_id: str
+    ) -> list[DeliveryView]:
+        structlog.contextvars.bind_contextvars(job_id=job_id)
+        pool = request.app.state.pool
+        found = await store.fetch_job(pool, parse_job_id(job_id), owner)
+        if found is None:
+            raise JobNotFound(f"no job {job_id}")
+        return delivery_views(await store.fetch_deliveries(pool, found[0]["id"]))
 
     @post(
         "/{job_id:str}/diarize",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import ipaddress
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +16,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from contracts import JobOptions
+from contracts.webhook_policy import IPNetwork, refusal
 from ingest_service.problems import InvalidOptions
 
 #: Option fields a client may send besides the file.
@@ -150,3 +154,32 @@ def speaker_hints(body: bytes, current: JobOptions) -> JobOptions:
         raise InvalidOptions(f"invalid speaker hints: {exc}") from None
     except msgspec.DecodeError:
         raise InvalidOptions("the body must be a JSON object") from None
+
+
+#: How long the upload waits for the webhook host to resolve; unresolved hosts pass here
+#: and are checked again, after resolution, before every delivery.
+RESOLVE_TIMEOUT_S = 2.0
+
+
+async def check_webhook_destination(url: str, allowed: tuple[IPNetwork, ...]) -> None:
+    """Refuse (422) a webhook URL whose host is, or resolves to, an internal address."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM),
+                RESOLVE_TIMEOUT_S,
+            )
+        except (OSError, TimeoutError):
+            return
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        reason = refusal(address, allowed)
+        if reason:
+            raise InvalidOptions(
+                f"webhook_url points to {reason} ({address}); webhooks go to public addresses"
+                " unless WEBHOOK_ALLOWED_NETWORKS allows it",
+                field="webhook_url",
+            )

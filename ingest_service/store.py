@@ -186,7 +186,7 @@ async def request_rediarization(
             return "the job has no stored transcript to diarize again"
         await conn.execute(
             "UPDATE jobs SET options = $2, status = 'processing', finished_at = NULL,"
-            " updated_at = now(), warnings = (SELECT coalesce(jsonb_agg(w), '[]'::jsonb)"
+            " generation = generation + 1, updated_at = now(), warnings = (SELECT coalesce(jsonb_agg(w), '[]'::jsonb)"
             "   FROM jsonb_array_elements_text(warnings) AS w"
             "   WHERE split_part(w, ':', 1) <> ALL($3::text[]))"
             " WHERE id = $1",
@@ -212,3 +212,21 @@ async def request_rediarization(
             msgspec.to_builtins(StageRequested(job_id=str(job_id), stage=Stage.DIARIZE.value)),
         )
     return None
+
+
+async def fetch_deliveries(
+    pool: asyncpg.Pool, job_id: uuid.UUID
+) -> list[tuple[asyncpg.Record, list[asyncpg.Record]]]:
+    """The job's webhook deliveries, oldest first, each with its attempts."""
+    async with pool.acquire() as conn:
+        deliveries = await conn.fetch(
+            "SELECT id, generation, event, url, state, attempts, last_error, created_at,"
+            " delivered_at FROM webhook_deliveries WHERE job_id = $1 ORDER BY generation",
+            job_id,
+        )
+        attempts = await conn.fetch(
+            "SELECT delivery_id, attempted_at, status_code, error, duration_ms"
+            " FROM webhook_attempts WHERE delivery_id = ANY($1::uuid[]) ORDER BY id",
+            [d["id"] for d in deliveries],
+        )
+    return [(d, [a for a in attempts if a["delivery_id"] == d["id"]]) for d in deliveries]

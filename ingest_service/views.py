@@ -115,3 +115,44 @@ def job_view(job: Any, stages: list[Any] | None = None) -> JobView:
         progress=progress,
         stages=stage_views,
     )
+
+
+class AttemptView(msgspec.Struct, frozen=True):
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryView(msgspec.Struct, frozen=True):
+    """One webhook delivery: its id is the `webhook-id` header of every attempt."""
+
+    id: str
+    generation: int
+    event: str
+    url: str
+    state: str
+    attempts: list[AttemptView]
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+def delivery_views(rows: list[tuple[Any, list[Any]]]) -> list[DeliveryView]:
+    return [
+        DeliveryView(
+            id=str(d["id"]),
+            generation=d["generation"],
+            event=d["event"],
+            url=d["url"],
+            state=d["state"],
+            attempts=[
+                AttemptView(a["attempted_at"], a["status_code"], a["error"], a["duration_ms"])
+                for a in attempts
+            ],
+            last_error=d["last_error"],
+            created_at=d["created_at"],
+            delivered_at=d["delivered_at"],
+        )
+        for d, attempts in rows
+    ]

@@ -18,7 +18,7 @@ from types import FrameType
 from contracts import Stage
 from contracts.routing import STAGE_QUEUES
 from processing_service.config import Settings, get_settings
-from processing_service.job_store import apply_schema
+from processing_service.database import apply_schema
 
 POOLS: dict[str, tuple[Stage, ...]] = {
     "light": (Stage.SPLIT, Stage.ANALYZE, Stage.NOTIFY),

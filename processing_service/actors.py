@@ -25,10 +25,14 @@ from contracts import (
 )
 from contracts.routing import STAGE_QUEUES
 from processing_service.config import get_settings
+from processing_service.database import Database
+from processing_service.delivery_store import DeliveryStore
 from processing_service.errors import InvalidMessage, PermanentError
+from processing_service.events import EventPublisher
 from processing_service.job_store import JobStore
 from processing_service.logs import configure_logging
-from processing_service.middleware import JobContext, StageFailures
+from processing_service.middleware import JobContext, StageEvents, StageFailures
+from processing_service.notification import Notifier
 from processing_service.pipeline import Pipeline
 
 M = TypeVar("M", JobSubmitted, ChunkReady, StageRequested)
@@ -47,11 +51,17 @@ def send(stage: Stage, message: Message) -> None:
     _actors[stage].send(msgspec.to_builtins(message))
 
 
-pipeline = Pipeline(settings=settings, store=JobStore(settings.database_url), send=send)
+database = Database(settings.database_url)
+store = JobStore(database)
+events = EventPublisher(settings.amqp_url)
+notifier = Notifier(settings, store, DeliveryStore(database), events)
+pipeline = Pipeline(settings=settings, store=store, send=send, notifier=notifier)
 broker.add_middleware(JobContext())
 # Dramatiq runs `after_*` hooks in reverse order: placed before Retries, this one runs
 # after Retries has decided whether the message will be retried or is dead.
 broker.add_middleware(StageFailures(pipeline), before=Retries)
+# ...and this one after StageFailures has written a dead stage's state.
+broker.add_middleware(StageEvents(store, events), before=StageFailures)
 
 
 def _decode(payload: Any, expected: type[M]) -> M:
@@ -102,7 +112,7 @@ def analyze(payload: dict[str, Any]) -> None:
 
 @_stage_actor(Stage.NOTIFY)
 def notify(payload: dict[str, Any]) -> None:
-    pipeline.placeholder(Stage.NOTIFY, _decode(payload, StageRequested))
+    pipeline.notify(_decode(payload, StageRequested))
 
 
 _actors.update(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts import Stage
+from contracts.webhook_policy import IPNetwork, parse_networks
 
 
 class ConfigError(ValueError):
@@ -98,6 +99,13 @@ def _policies(env: Mapping[str, str]) -> dict[Stage, StagePolicy]:
     return policies
 
 
+def _networks(env: Mapping[str, str]) -> tuple[IPNetwork, ...]:
+    try:
+        return parse_networks(env.get("WEBHOOK_ALLOWED_NETWORKS", ""))
+    except ValueError as exc:
+        raise ConfigError(f"WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "postgresql://postgres@127.0.0.1:5432/audio_pipeline"
@@ -117,6 +125,8 @@ class Settings:
     heavy_threads: int = 1
     log_level: str = "INFO"
     log_format: str = "auto"
+    #: Networks webhooks may reach although the SSRF guard refuses them by default.
+    webhook_allowed_networks: tuple[IPNetwork, ...] = ()
     policies: dict[Stage, StagePolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
 
     @classmethod
@@ -143,6 +153,7 @@ class Settings:
             heavy_threads=_int(env, "HEAVY_THREADS", d.heavy_threads, 1),
             log_level=(env.get("LOG_LEVEL") or d.log_level).upper(),
             log_format=log_format,
+            webhook_allowed_networks=_networks(env),
             policies=_policies(env),
         )
         if settings.chunk_overlap_s * 2 >= settings.chunk_s:

@@ -5,12 +5,15 @@
     │   ├── UndecodableAudio
     │   └── InvalidMessage
     └── TransientError        retry with backoff, then dead-letter (storage, timeouts)
-        └── UploadMissing
+        ├── UploadMissing
+        └── WebhookRetry      retry after the receiver's Retry-After when it gave one
 
 Any other exception (a database or broker outage, a time limit) counts as transient.
 """
 
 from __future__ import annotations
+
+import dramatiq
 
 
 class ProcessingError(Exception):
@@ -35,3 +38,13 @@ class TransientError(ProcessingError):
 
 class UploadMissing(TransientError):
     """The upload is not (yet) visible in shared storage."""
+
+
+class WebhookRetry(TransientError, dramatiq.Retry):
+    """The webhook receiver failed in a way worth retrying (5xx, 408, 429, no answer).
+
+    Dramatiq's Retries middleware honours `delay` (milliseconds) when it is set.
+    """
+
+    def __init__(self, message: str, delay_ms: int | None = None) -> None:
+        dramatiq.Retry.__init__(self, message, delay=delay_ms)

@@ -1,19 +1,10 @@
-"""Job and stage state in Postgres, for the workers.
-
-Dramatiq runs actors in threads, so the store offers plain blocking methods and runs
-asyncpg on a private event-loop thread, created lazily in each worker process (after
-Dramatiq forks). Each method is one short transaction.
-"""
+"""Job, stage, chunk and result state in Postgres, for the workers (through `Database`)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -28,11 +19,8 @@ from contracts import (
     Stage,
     StageState,
 )
-from contracts.schema import apply_migrations
 from contracts.states import PIPELINE
-
-T = TypeVar("T")
-_ENCODER = msgspec.json.Encoder()
+from processing_service.database import Database
 
 #: Stage states after which a stage's output exists (or is knowingly absent).
 DONE_STATES = frozenset({StageState.SUCCEEDED, StageState.SKIPPED})
@@ -51,22 +39,20 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class StageOutcome:
+    state: StageState
+    error: str | None
+    generation: int
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ChunkRecord:
     index: int
     start_s: float
     end_s: float
     audio_path: str
     transcript: Any | None
-
-
-async def _init(conn: asyncpg.Connection) -> None:
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            name,
-            encoder=lambda v: _ENCODER.encode(v).decode(),
-            decoder=msgspec.json.decode,
-            schema="pg_catalog",
-        )
 
 
 def _next_stage(stage: Stage) -> Stage | None:
@@ -90,42 +76,8 @@ _ADD_WARNING = (
 class JobStore:
     """Blocking access to jobs, stages, chunks and results."""
 
-    def __init__(self, database_url: str, pool_size: int = 4) -> None:
-        self._url = database_url
-        self._pool_size = pool_size
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pool: asyncpg.Pool | None = None
-
-    def _ensure_started(self) -> tuple[asyncio.AbstractEventLoop, asyncpg.Pool]:
-        with self._lock:
-            if self._pid != os.getpid() or self._loop is None or self._pool is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="job-store", daemon=True).start()
-
-                async def connect() -> asyncpg.Pool:
-                    pool: asyncpg.Pool = await asyncpg.create_pool(
-                        self._url,
-                        min_size=1,
-                        max_size=self._pool_size,
-                        init=_init,
-                        command_timeout=30,
-                    )
-                    return pool
-
-                self._pool = asyncio.run_coroutine_threadsafe(connect(), loop).result(timeout=60)
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop, self._pool
-
-    def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        loop, pool = self._ensure_started()
-
-        async def call() -> T:
-            async with pool.acquire() as conn, conn.transaction():
-                return await fn(conn)
-
-        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=90)
+    def __init__(self, db: Database) -> None:
+        self._run = db.run
 
     # -- reading ---------------------------------------------------------------------
 
@@ -180,6 +132,29 @@ class JobStore:
             )
 
         return msgspec.convert(self._run(q) or [], list[Segment])
+
+    def stage_outcome(self, job_id: str, stage: Stage) -> StageOutcome | None:
+        async def q(conn: asyncpg.Connection) -> StageOutcome | None:
+            row = await conn.fetchrow(
+                "SELECT s.state, s.error, j.generation, j.options -> 'metadata' AS metadata"
+                " FROM job_stages s JOIN jobs j ON j.id = s.job_id"
+                " WHERE s.job_id = $1 AND s.stage = $2",
+                uuid.UUID(job_id),
+                stage.value,
+            )
+            if row is None:
+                return None
+            return StageOutcome(
+                StageState(row["state"]), row["error"], row["generation"], row["metadata"] or {}
+            )
+
+        return self._run(q)
+
+    def finish_stage(self, job_id: str, stage: Stage, state: StageState, error: str | None) -> None:
+        async def q(conn: asyncpg.Connection) -> None:
+            await self._finish(conn, uuid.UUID(job_id), stage, state, error)
+
+        self._run(q)
 
     # -- stage transitions -------------------------------------------------------------
 
@@ -312,12 +287,6 @@ class JobStore:
 
         self._run(q)
 
-    def complete_stage(self, job_id: str, stage: Stage) -> None:
-        async def q(conn: asyncpg.Connection) -> None:
-            await self._finish(conn, uuid.UUID(job_id), stage, StageState.SUCCEEDED, None)
-
-        self._run(q)
-
     def skip_stage(self, job_id: str, stage: Stage, warning: str) -> None:
         """Record the stage as skipped and say so in the job's warnings."""
 
@@ -414,12 +383,3 @@ class JobStore:
             return JobStatus(row["status"])
 
         return self._run(q)
-
-
-async def apply_schema(database_url: str) -> list[int]:
-    """Apply pending migrations (idempotent; the services share one schema)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await apply_migrations(conn)
-    finally:
-        await conn.close()

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
 import structlog
 from dramatiq.broker import MessageProxy
 
-from contracts import Stage
+from contracts import Stage, StageState
+from contracts.events import StageFinished, event_id
+from contracts.routing import stage_event_key
+from processing_service.events import EventPublisher
+from processing_service.job_store import JobStore
 from processing_service.pipeline import Pipeline
 
 log = structlog.get_logger("processing.worker")
+
+STAGE_NAMES = frozenset(stage.value for stage in Stage)
+FINAL_STAGE_STATES = frozenset(
+    {StageState.SUCCEEDED, StageState.SKIPPED, StageState.FAILED, StageState.DEAD}
+)
 
 
 def job_id_of(message: MessageProxy) -> str | None:
@@ -100,3 +110,47 @@ class StageFailures(dramatiq.Middleware):
             )
         except Exception:  # the message is retried or dead-lettered regardless
             log.exception("could not record the failure on the job")
+
+
+class StageEvents(dramatiq.Middleware):
+    """Publishes `job.stage.<name>` when a message leaves its stage in a final state.
+
+    Runs after StageFailures, so a stage that just died is seen dead. The event id is
+    derived from the job generation and stage: a re-published event keeps its id.
+    """
+
+    def __init__(self, store: JobStore, events: EventPublisher) -> None:
+        self.store = store
+        self.events = events
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        job_id = job_id_of(message)
+        if job_id is None or message.actor_name not in STAGE_NAMES:
+            return
+        stage = Stage(message.actor_name)
+        try:
+            outcome = self.store.stage_outcome(job_id, stage)
+            if outcome is None or outcome.state not in FINAL_STAGE_STATES:
+                return
+            self.events.publish(
+                stage_event_key(stage),
+                StageFinished(
+                    event_id=event_id(job_id, outcome.generation, stage.value),
+                    job_id=job_id,
+                    stage=stage.value,
+                    state=outcome.state.value,
+                    occurred_at=datetime.now(UTC),
+                    metadata=outcome.metadata,
+                    error=outcome.error,
+                    generation=outcome.generation,
+                ),
+            )
+        except Exception:
+            log.exception("could not publish the stage event")

@@ -37,6 +37,7 @@ from processing_service.job_store import (
     JobRecord,
     JobStore,
 )
+from processing_service.notification import Notifier
 
 log = structlog.get_logger("processing.pipeline")
 
@@ -47,7 +48,6 @@ CRITICAL_STAGES = frozenset({Stage.SPLIT, Stage.TRANSCRIBE})
 NOT_YET_AVAILABLE = {
     Stage.DIARIZE: "not available yet: segments carry no speaker",
     Stage.ANALYZE: "not available yet: no summary, action items or decisions",
-    Stage.NOTIFY: "not available yet: no webhook or event was sent",
 }
 
 
@@ -64,6 +64,7 @@ class Pipeline:
     settings: Settings
     store: JobStore
     send: Send
+    notifier: Notifier
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -207,26 +208,17 @@ class Pipeline:
 
     def placeholder(self, stage: Stage, message: StageRequested) -> None:
         """A stage that is not built yet: record it as skipped, with a warning, and go on."""
-        if stage is Stage.NOTIFY:
-            # Notify runs for failed jobs too: it is how the client learns of the failure.
-            job = self.store.load_job(message.job_id)
-            if job is None:
-                raise InvalidMessage(f"job {message.job_id} does not exist")
-        else:
-            job = self._job(message.job_id)
-            if job is None:
-                return
+        job = self._job(message.job_id)
+        if job is None:
+            return
         if job.stages[stage] not in DONE_STATES:
             self.store.skip_stage(job.id, stage, warning(stage, NOT_YET_AVAILABLE[stage]))
-        if stage is Stage.NOTIFY:
-            self.notify_done(job.id)
-            return
         following = {Stage.DIARIZE: Stage.ANALYZE, Stage.ANALYZE: Stage.NOTIFY}[stage]
         self.send(following, StageRequested(job_id=job.id, stage=following.value))
 
-    def notify_done(self, job_id: str) -> None:
-        status = self.store.finalize(job_id)
-        log.info("job finished", status=status.value)
+    def notify(self, message: StageRequested) -> None:
+        """Settle the job, publish its event, deliver its webhook (runs for failed jobs too)."""
+        self.notifier.notify(message.job_id)
 
     # -- failures ----------------------------------------------------------------------
 
@@ -240,8 +232,7 @@ class Pipeline:
                 log.error("job failed", stage=stage.value, error=error)
                 self.send(Stage.NOTIFY, StageRequested(job_id=job_id, stage=Stage.NOTIFY.value))
         elif stage is Stage.NOTIFY:
-            self.store.record_attempt_error(job_id, stage, error)
-            self.store.finalize(job_id)
+            self.notifier.give_up(job_id, error)
         else:
             if stage is Stage.DIARIZE:
                 self.store.clear_attribution(job_id)

@@ -211,6 +211,18 @@ def test_listing_is_newest_first_with_keyset_pagination(ingest: IngestServer) ->
         ({"file": ("a.wav", wav_bytes(0.1))}, {"metadata": "{not json"}, 422, "JSON object"),
         ({"file": ("a.wav", wav_bytes(0.1))}, {"webhook_url": "ftp://example.org/x"}, 422, "http"),
         ({"file": ("a.wav", wav_bytes(0.1))}, {"webhook_url": "not a url"}, 422, "http"),
+        (
+            {"file": ("a.wav", wav_bytes(0.1))},
+            {"webhook_url": "http://127.0.0.1:9/h"},
+            422,
+            "loopback",
+        ),
+        (
+            {"file": ("a.wav", wav_bytes(0.1))},
+            {"webhook_url": "http://localhost/h"},
+            422,
+            "loopback",
+        ),
         ({"file": ("a.wav", wav_bytes(0.1))}, {"language": "english!"}, 422, "language"),
         ({"file": ("a.wav", wav_bytes(0.1))}, {"colour": "blue"}, 422, "unknown field"),
         (

@@ -19,6 +19,7 @@ from contracts import (
     encode_message,
     message_from_builtins,
 )
+from contracts.events import EVENT_DECODER, JobFinished, StageFinished, event_id
 from contracts.routing import EVENTS_EXCHANGE, STAGE_QUEUES, dead_letter_queue, job_event_key
 from contracts.states import PIPELINE, JobStatus, Stage
 
@@ -126,3 +127,23 @@ def test_names_are_spelled_once_and_consistent() -> None:
     assert EVENTS_EXCHANGE == "audio.events"
     assert JobStatus.FAILED.terminal
     assert not JobStatus.PROCESSING.terminal
+
+
+def test_events_round_trip_with_deterministic_ids() -> None:
+    first = event_id("job-1", 0, "transcribe")
+    assert first == event_id("job-1", 0, "transcribe")
+    assert first != event_id("job-1", 1, "transcribe")
+    assert first != event_id("job-1", 0, "job")
+    event = StageFinished(
+        event_id=first,
+        job_id="job-1",
+        stage="transcribe",
+        state="succeeded",
+        occurred_at=datetime(2026, 11, 21, tzinfo=UTC),
+        metadata={"k": 1},
+    )
+    data = msgspec.json.encode(event)
+    assert json.loads(data)["type"] == "stage.finished"
+    assert EVENT_DECODER.decode(data) == event
+    finished = JobFinished(event_id="e", job_id="j", status="failed", occurred_at=event.occurred_at)
+    assert EVENT_DECODER.decode(msgspec.json.encode(finished)) == finished

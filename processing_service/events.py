@@ -1,0 +1,56 @@
+"""Publishing job and stage events to the `audio.events` topic exchange, with confirms.
+
+Each worker thread keeps its own pika connection (pika is not thread-safe). Events are
+persistent; the exchange is durable and declared on first use. A failure to publish is
+transient: the message that wanted to publish is retried.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import msgspec
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+from contracts.events import Event
+from contracts.routing import EVENTS_EXCHANGE
+from processing_service.errors import TransientError
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class EventPublisher:
+    def __init__(self, amqp_url: str) -> None:
+        self._parameters = pika.URLParameters(amqp_url)
+        self._parameters.connection_attempts = 2
+        self._parameters.socket_timeout = 10
+        self._local = threading.local()
+
+    def _channel(self) -> BlockingChannel:
+        channel: BlockingChannel | None = getattr(self._local, "channel", None)
+        if channel is None or channel.is_closed:
+            connection = pika.BlockingConnection(self._parameters)
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
+            self._local.connection, self._local.channel = connection, channel
+        return channel
+
+    def publish(self, routing_key: str, event: Event) -> None:
+        """Publish and wait for RabbitMQ's confirm; raise TransientError on failure."""
+        try:
+            self._channel().basic_publish(
+                EVENTS_EXCHANGE,
+                routing_key,
+                _ENCODER.encode(event),
+                pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    message_id=event.event_id,
+                    type=type(event).__struct_config__.tag,
+                ),
+            )
+        except pika.exceptions.AMQPError as exc:
+            self._local.channel = None
+            raise TransientError(f"could not publish the {routing_key} event: {exc!r}") from exc

@@ -1,0 +1,231 @@
+"""Webhooks (signed, retried, recorded, never sent twice) and events for consumers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+
+from contracts.events import EVENT_DECODER, JobFinished, StageFinished
+from contracts.routing import EVENTS_EXCHANGE, dead_letter_queue
+from tests.e2e.conftest import stage, start_worker, upload, wait_for_job
+from tests.servers import IngestServer, IsolatedEnv, Worker
+from tests.webhook_receiver import WebhookReceiver, verify
+
+pytestmark = pytest.mark.models
+
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
+@pytest.fixture(scope="module")
+def ingest(
+    isolated_env: IsolatedEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[IngestServer]:
+    env = isolated_env.environ(OUTBOX_POLL_INTERVAL_S="0.2", WEBHOOK_ALLOWED_NETWORKS=LOOPBACK)
+    server = IngestServer(env, tmp_path_factory.mktemp("logs") / "ingest-notify.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver({"/ok": [200], "/flaky": [500, 200], "/reject": [400]})
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def events_queue(isolated_env: IsolatedEnv) -> str:
+    """A queue bound to every job and stage event, as a downstream consumer would bind."""
+    conn = pika.BlockingConnection(pika.URLParameters(isolated_env.amqp_url))
+    channel = conn.channel()
+    channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
+    queue = channel.queue_declare("test-consumer", durable=True).method.queue
+    channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="job.#")
+    conn.close()
+    return queue
+
+
+@pytest.fixture(scope="module")
+def worker(isolated_env: IsolatedEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    w = start_worker(
+        isolated_env,
+        tmp_path_factory.mktemp("logs") / "worker-notify.log",
+        WEBHOOK_ALLOWED_NETWORKS=LOOPBACK,
+        NOTIFY_MAX_RETRIES="2",
+        RETRY_MIN_BACKOFF_MS="200",
+        RETRY_MAX_BACKOFF_MS="600",
+    )
+    yield w
+    w.stop()
+
+
+def consume(
+    amqp_url: str, queue: str, job_id: str, want: int, timeout_s: float = 30
+) -> list[tuple[str, Any, str]]:
+    """(routing key, event, AMQP message id) of the job's events, until `want` arrived."""
+    found: list[tuple[str, Any, str]] = []
+    deadline = time.monotonic() + timeout_s
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = conn.channel()
+        while time.monotonic() < deadline and len(found) < want:
+            method, props, body = channel.basic_get(queue, auto_ack=False)
+            if method is None:
+                time.sleep(0.1)
+                continue
+            event = EVENT_DECODER.decode(body)
+            if event.job_id == job_id:
+                channel.basic_ack(method.delivery_tag)
+                found.append((method.routing_key, event, props.message_id))
+            else:
+                channel.basic_nack(method.delivery_tag, requeue=True)
+    finally:
+        conn.close()
+    return found
+
+
+def test_a_completed_job_gets_one_signed_webhook_and_its_events(
+    ingest: IngestServer,
+    worker: Worker,
+    receiver: WebhookReceiver,
+    events_queue: str,
+    isolated_env: IsolatedEnv,
+    short_speech: Path,
+) -> None:
+    with ingest.client() as client:
+        with short_speech.open("rb") as f:
+            accepted = client.post(
+                "/v1/jobs",
+                files={"file": ("short.wav", f, "audio/wav")},
+                data={"webhook_url": receiver.url("/ok"), "metadata": json.dumps({"ticket": 7})},
+            ).json()
+        job_id, secret = accepted["id"], accepted["webhook_secret"]
+        job = wait_for_job(client, job_id)
+        deliveries = wait_until(
+            lambda: client.get(f"/v1/jobs/{job_id}/deliveries").json(),
+            lambda d: d and d[0]["state"] == "delivered",
+        )
+    assert job["status"] == "completed"
+    calls = [r for r in receiver.received["/ok"] if json.loads(r.body)["job_id"] == job_id]
+    assert len(calls) == 1
+    call = calls[0]
+    assert verify(secret, call)
+    assert not verify("whsec_" + "A" * 32, call)
+    body = json.loads(call.body)
+    assert body["type"] == "job.completed"
+    assert body["status"] == "completed"
+    assert body["metadata"] == {"ticket": 7}
+    assert body["links"]["result"] == f"/v1/jobs/{job_id}/result"
+    assert body["result"]["text"]
+    assert call.headers["webhook-id"] == deliveries[0]["id"]
+    assert [a["status_code"] for a in deliveries[0]["attempts"]] == [200]
+    assert stage(job, "notify")["state"] == "succeeded"
+
+    events = consume(isolated_env.amqp_url, events_queue, job_id, want=6)
+    keys = {key for key, _, _ in events}
+    assert "job.completed" in keys
+    assert {"job.stage.split", "job.stage.transcribe", "job.stage.notify"} <= keys
+    for key, event, message_id in events:
+        assert event.event_id == message_id
+        assert event.metadata == {"ticket": 7}
+        if key == "job.completed":
+            assert isinstance(event, JobFinished)
+            assert event.status == "completed"
+            assert event.result_path == f"/v1/jobs/{job_id}/result"
+        else:
+            assert isinstance(event, StageFinished)
+            assert key == f"job.stage.{event.stage}"
+
+
+def test_a_500_is_retried_and_delivered_once(
+    ingest: IngestServer, worker: Worker, receiver: WebhookReceiver, short_speech: Path
+) -> None:
+    with ingest.client() as client:
+        job_id = upload(client, short_speech, webhook_url=receiver.url("/flaky"))
+        wait_for_job(client, job_id)
+        deliveries = wait_until(
+            lambda: client.get(f"/v1/jobs/{job_id}/deliveries").json(),
+            lambda d: d and d[0]["state"] != "pending",
+        )
+    assert deliveries[0]["state"] == "delivered"
+    assert [a["status_code"] for a in deliveries[0]["attempts"]] == [500, 200]
+    ids = {r.headers["webhook-id"] for r in receiver.received["/flaky"]}
+    assert ids == {deliveries[0]["id"]}  # the same delivery id on every attempt
+
+
+def test_a_400_is_recorded_and_not_retried(
+    ingest: IngestServer, worker: Worker, receiver: WebhookReceiver, short_speech: Path
+) -> None:
+    with ingest.client() as client:
+        job_id = upload(client, short_speech, webhook_url=receiver.url("/reject"))
+        job = wait_for_job(
+            client,
+            job_id,
+            until=lambda j: stage(j, "notify")["state"] in {"failed", "succeeded", "dead"},
+        )
+        deliveries = client.get(f"/v1/jobs/{job_id}/deliveries").json()
+    assert job["status"] == "completed"
+    assert stage(job, "notify")["state"] == "failed"
+    assert deliveries[0]["state"] == "failed"
+    assert [a["status_code"] for a in deliveries[0]["attempts"]] == [400]
+
+
+def test_an_unreachable_receiver_is_dead_lettered_after_the_retries(
+    ingest: IngestServer, worker: Worker, isolated_env: IsolatedEnv, short_speech: Path
+) -> None:
+    closed = WebhookReceiver({})
+    url = closed.url("/gone")
+    closed.close()  # nothing listens there any more: connection refused
+    with ingest.client() as client:
+        job_id = upload(client, short_speech, webhook_url=url)
+        job = wait_for_job(
+            client, job_id, until=lambda j: stage(j, "notify")["state"] == "dead", timeout_s=90
+        )
+        deliveries = client.get(f"/v1/jobs/{job_id}/deliveries").json()
+    assert job["status"] == "completed"
+    assert deliveries[0]["state"] == "dead"
+    assert len(deliveries[0]["attempts"]) == 3  # the first and NOTIFY_MAX_RETRIES=2
+    assert all(a["status_code"] is None for a in deliveries[0]["attempts"])
+    conn = pika.BlockingConnection(pika.URLParameters(isolated_env.amqp_url))
+    try:
+        parked = (
+            conn.channel()
+            .queue_declare(dead_letter_queue("notify"), passive=True)
+            .method.message_count
+        )
+    finally:
+        conn.close()
+    assert parked >= 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd00:ec2::254]/",
+        "http://192.168.0.10:8080/x",
+    ],
+)
+def test_internal_webhook_urls_are_refused_at_upload(
+    ingest: IngestServer, url: str, short_speech: Path
+) -> None:
+    with ingest.client() as client, short_speech.open("rb") as f:
+        response = client.post("/v1/jobs", files={"file": ("a.wav", f)}, data={"webhook_url": url})
+    assert response.status_code == 422
+    assert "webhook_url" in response.json()["detail"]
+
+
+def wait_until(fetch: Any, ready: Any, timeout_s: float = 30) -> Any:
+    deadline = time.monotonic() + timeout_s
+    value = fetch()
+    while not ready(value) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        value = fetch()
+    return value
