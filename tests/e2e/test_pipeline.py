@@ -48,7 +48,7 @@ def test_speech_is_transcribed_and_rendered(
             "transcribe": "succeeded",
             "diarize": "skipped",
             "analyze": "skipped",
-            "notify": "skipped",
+            "notify": "succeeded",
         }
         assert job["progress"] == 1.0
         assert job["audio"]["chunks"] == 1
