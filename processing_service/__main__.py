@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from types import FrameType
 
 from contracts import Stage
@@ -60,6 +61,17 @@ def main() -> int:
         env = dict(os.environ)
         if pool == "heavy":
             env["dramatiq_queue_prefetch"] = "1"
+        # Each pool's processes share one multiprocess metrics directory, served by
+        # Dramatiq's exposition server on the pool's own port.
+        metrics_dir = tempfile.mkdtemp(prefix=f"audio-worker-metrics-{pool}-")
+        port = settings.heavy_metrics_port if pool == "heavy" else settings.light_metrics_port
+        env.update(
+            PROMETHEUS_MULTIPROC_DIR=metrics_dir,
+            prometheus_multiproc_dir=metrics_dir,
+            dramatiq_prom_db=metrics_dir,
+            dramatiq_prom_host=settings.metrics_host,
+            dramatiq_prom_port=str(port),
+        )
         command = pool_command(pool, settings, args.processes, args.threads)
         children.append(subprocess.Popen(command, env=env))  # noqa: S603 - our own argv
 

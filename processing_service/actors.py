@@ -13,6 +13,7 @@ import dramatiq
 import msgspec
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import Retries
+from dramatiq.middleware.prometheus import Prometheus
 
 from contracts import (
     ChunkReady,
@@ -31,6 +32,7 @@ from processing_service.errors import InvalidMessage, PermanentError
 from processing_service.events import EventPublisher
 from processing_service.job_store import JobStore
 from processing_service.logs import configure_logging
+from processing_service.metrics import QueueSampler
 from processing_service.middleware import JobContext, StageEvents, StageFailures
 from processing_service.notification import Notifier
 from processing_service.pipeline import Pipeline
@@ -42,6 +44,9 @@ configure_logging(settings.log_level, settings.log_format)
 
 broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
 dramatiq.set_broker(broker)
+
+#: Queue and dead-letter depths for Prometheus, sampled from each worker process.
+QueueSampler(settings.amqp_url).start()
 
 _actors: dict[Stage, dramatiq.Actor[[dict[str, Any]], None]] = {}
 
@@ -56,6 +61,7 @@ store = JobStore(database)
 events = EventPublisher(settings.amqp_url)
 notifier = Notifier(settings, store, DeliveryStore(database), events)
 pipeline = Pipeline(settings=settings, store=store, send=send, notifier=notifier)
+broker.add_middleware(Prometheus())
 broker.add_middleware(JobContext())
 # Dramatiq runs `after_*` hooks in reverse order: placed before Retries, this one runs
 # after Retries has decided whether the message will be retried or is dead.
@@ -107,7 +113,7 @@ def diarize(payload: dict[str, Any]) -> None:
 
 @_stage_actor(Stage.ANALYZE)
 def analyze(payload: dict[str, Any]) -> None:
-    pipeline.placeholder(Stage.ANALYZE, _decode(payload, StageRequested))
+    pipeline.analyze(_decode(payload, StageRequested))
 
 
 @_stage_actor(Stage.NOTIFY)

@@ -127,6 +127,15 @@ class Settings:
     log_format: str = "auto"
     #: Networks webhooks may reach although the SSRF guard refuses them by default.
     webhook_allowed_networks: tuple[IPNetwork, ...] = ()
+    #: Where each pool's Prometheus exposition server listens.
+    metrics_host: str = "127.0.0.1"
+    light_metrics_port: int = 9191
+    heavy_metrics_port: int = 9192
+    #: An OpenAI-compatible chat endpoint for the analysis (unset: offline methods only).
+    llm_base_url: str | None = field(default=None, repr=False)
+    llm_api_key: str | None = field(default=None, repr=False)
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 30.0
     policies: dict[Stage, StagePolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
 
     @classmethod
@@ -154,6 +163,13 @@ class Settings:
             log_level=(env.get("LOG_LEVEL") or d.log_level).upper(),
             log_format=log_format,
             webhook_allowed_networks=_networks(env),
+            metrics_host=env.get("WORKER_METRICS_HOST") or d.metrics_host,
+            light_metrics_port=_int(env, "LIGHT_METRICS_PORT", d.light_metrics_port, 1),
+            heavy_metrics_port=_int(env, "HEAVY_METRICS_PORT", d.heavy_metrics_port, 1),
+            llm_base_url=env.get("ANALYSIS_LLM_BASE_URL") or None,
+            llm_api_key=env.get("ANALYSIS_LLM_API_KEY") or None,
+            llm_model=env.get("ANALYSIS_LLM_MODEL") or d.llm_model,
+            llm_timeout_s=_number(env, "ANALYSIS_LLM_TIMEOUT_S", d.llm_timeout_s, 1),
             policies=_policies(env),
         )
         if settings.chunk_overlap_s * 2 >= settings.chunk_s:

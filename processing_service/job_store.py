@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 
 from contracts import (
+    Analysis,
     JobOptions,
     JobStatus,
     ResultDocument,
@@ -271,6 +272,24 @@ class JobStore:
                 },
             )
             await self._finish(conn, jid, Stage.DIARIZE, StageState.SUCCEEDED, None)
+
+        self._run(q)
+
+    def save_analysis(self, job_id: str, analysis: Analysis, warnings: list[str]) -> None:
+        """Store the meeting notes (and warnings about them); complete the analyze stage."""
+
+        async def q(conn: asyncpg.Connection) -> None:
+            jid = uuid.UUID(job_id)
+            await conn.execute(
+                "UPDATE job_results SET updated_at = now(),"
+                " document = document || jsonb_build_object('analysis', $2::jsonb)"
+                " WHERE job_id = $1",
+                jid,
+                msgspec.to_builtins(analysis),
+            )
+            for text in warnings:
+                await conn.execute(_ADD_WARNING, jid, text)
+            await self._finish(conn, jid, Stage.ANALYZE, StageState.SUCCEEDED, None)
 
         self._run(q)
 

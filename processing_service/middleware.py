@@ -14,6 +14,7 @@ from dramatiq.broker import MessageProxy
 from contracts import Stage, StageState
 from contracts.events import StageFinished, event_id
 from contracts.routing import stage_event_key
+from processing_service import metrics
 from processing_service.events import EventPublisher
 from processing_service.job_store import JobStore
 from processing_service.pipeline import Pipeline
@@ -63,6 +64,8 @@ class JobContext(dramatiq.Middleware):
         elapsed = round(time.perf_counter() - started, 3) if started else None
         retries = message.options.get("retries", 0)
         if exception is None:
+            if elapsed is not None and message.actor_name in STAGE_NAMES:
+                metrics.STAGE_DURATION.labels(message.actor_name).observe(elapsed)
             log.info("message processed", seconds=elapsed, retries=retries)
         else:
             log.warning(

@@ -15,7 +15,7 @@ import structlog
 from contracts import JobStatus, Stage, StageState
 from contracts.events import JobFinished, event_id
 from contracts.routing import job_event_key
-from processing_service import webhooks
+from processing_service import metrics, webhooks
 from processing_service.config import Settings
 from processing_service.delivery_store import DeliveryStore, Notification
 from processing_service.errors import InvalidMessage, WebhookRetry
@@ -70,6 +70,11 @@ class Notifier:
         self.store.start_stage(job_id, Stage.NOTIFY)
         status = self.store.finalize(job_id)
         facts = self.deliveries.notification(job_id)
+        if job.stages[Stage.NOTIFY] in {StageState.PENDING, StageState.QUEUED}:
+            outcome = status.value
+            if status is JobStatus.COMPLETED and facts.warnings:
+                outcome = "completed_with_warnings"
+            metrics.JOBS.labels(outcome).inc()
         self.events.publish(
             job_event_key(status),
             JobFinished(
@@ -109,9 +114,9 @@ class Notifier:
                 allowed=self.settings.webhook_allowed_networks,
             )
         except webhooks.WebhookRefused as refused:
-            attempt = webhooks.Attempt(None, str(refused), 0)
+            metrics.WEBHOOKS.labels("refused").inc()
             self.deliveries.record_delivery_attempt(
-                delivery_id, status_code=None, error=attempt.error, duration_ms=0, state="failed"
+                delivery_id, status_code=None, error=str(refused), duration_ms=0, state="failed"
             )
             return "failed"
         if attempt.delivered:
@@ -139,4 +144,5 @@ class Notifier:
         """The last notify attempt failed: settle the job and bury the delivery."""
         self.store.finalize(job_id)
         self.deliveries.bury_delivery(job_id, error)
+        metrics.WEBHOOKS.labels("dead").inc()
         self.store.finish_stage(job_id, Stage.NOTIFY, StageState.DEAD, error)

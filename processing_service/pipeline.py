@@ -27,7 +27,7 @@ from contracts import (
     StageRequested,
     StageState,
 )
-from processing_service import audio, transcription
+from processing_service import analysis, audio, metrics, transcription
 from processing_service.config import Settings
 from processing_service.errors import InvalidMessage
 from processing_service.job_store import (
@@ -37,6 +37,7 @@ from processing_service.job_store import (
     JobRecord,
     JobStore,
 )
+from processing_service.llm_client import LlmSettings
 from processing_service.notification import Notifier
 
 log = structlog.get_logger("processing.pipeline")
@@ -47,7 +48,6 @@ CRITICAL_STAGES = frozenset({Stage.SPLIT, Stage.TRANSCRIBE})
 #: What a job says about stages that are not built yet (never a silent success).
 NOT_YET_AVAILABLE = {
     Stage.DIARIZE: "not available yet: segments carry no speaker",
-    Stage.ANALYZE: "not available yet: no summary, action items or decisions",
 }
 
 
@@ -93,6 +93,7 @@ class Pipeline:
         if job is None:
             return
         if job.stages[Stage.SPLIT] not in DONE_STATES:
+            started = time.perf_counter()
             self.store.start_stage(job.id, Stage.SPLIT)
             upload = self._path(message.storage_path)
             info = audio.probe(upload)
@@ -116,6 +117,7 @@ class Pipeline:
                 "chunks": len(chunks),
             }
             self.store.complete_split(job.id, facts, chunks)
+            metrics.observe_audio(Stage.SPLIT, duration, time.perf_counter() - started)
             log.info(
                 "split done", duration_s=round(duration, 3), chunks=len(chunks), codec=info.codec
             )
@@ -157,11 +159,13 @@ class Pipeline:
             result = transcription.transcribe_file(
                 model, self._path(chunk.audio_path), job.options.language, chunk.start_s
             )
+            seconds = time.perf_counter() - started
+            metrics.observe_audio(Stage.TRANSCRIBE, chunk.end_s - chunk.start_s, seconds)
             log.info(
                 "chunk transcribed",
                 chunk=chunk.index,
                 audio_s=round(chunk.end_s - chunk.start_s, 2),
-                seconds=round(time.perf_counter() - started, 2),
+                seconds=round(seconds, 2),
             )
             self.store.save_chunk_transcript(job.id, chunk.index, msgspec.to_builtins(result))
         self._fan_in(job)
@@ -213,8 +217,30 @@ class Pipeline:
             return
         if job.stages[stage] not in DONE_STATES:
             self.store.skip_stage(job.id, stage, warning(stage, NOT_YET_AVAILABLE[stage]))
-        following = {Stage.DIARIZE: Stage.ANALYZE, Stage.ANALYZE: Stage.NOTIFY}[stage]
-        self.send(following, StageRequested(job_id=job.id, stage=following.value))
+        self.send(Stage.ANALYZE, StageRequested(job_id=job.id, stage=Stage.ANALYZE.value))
+
+    def analyze(self, message: StageRequested) -> None:
+        """Meeting notes from the (speaker-attributed) transcript; offline unless an LLM is set."""
+        job = self._job(message.job_id)
+        if job is None:
+            return
+        if job.stages[Stage.ANALYZE] not in DONE_STATES:
+            self.store.start_stage(job.id, Stage.ANALYZE)
+            document = self.store.result(job.id)
+            s = self.settings
+            llm = None
+            if s.llm_base_url:
+                llm = LlmSettings(s.llm_base_url, s.llm_api_key, s.llm_model, s.llm_timeout_s)
+            notes, notes_warnings = analysis.analyze(document.segments if document else [], llm=llm)
+            self.store.save_analysis(
+                job.id, notes, [warning(Stage.ANALYZE, text) for text in notes_warnings]
+            )
+            log.info(
+                "analysis done",
+                action_items=len(notes.action_items),
+                decisions=len(notes.decisions),
+            )
+        self._request(job, Stage.NOTIFY)
 
     def notify(self, message: StageRequested) -> None:
         """Settle the job, publish its event, deliver its webhook (runs for failed jobs too)."""

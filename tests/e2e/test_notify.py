@@ -125,6 +125,9 @@ def test_a_completed_job_gets_one_signed_webhook_and_its_events(
     assert body["result"]["text"]
     assert call.headers["webhook-id"] == deliveries[0]["id"]
     assert [a["status_code"] for a in deliveries[0]["attempts"]] == [200]
+    # The job completes before notify delivers; the stage settles just after.
+    with ingest.client() as client:
+        job = wait_for_job(client, job_id, until=lambda j: stage(j, "notify")["state"] != "running")
     assert stage(job, "notify")["state"] == "succeeded"
 
     events = consume(isolated_env.amqp_url, events_queue, job_id, want=6)
