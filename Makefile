@@ -17,7 +17,7 @@ export WHISPER_MODEL ?= tiny.en
 export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format services migrate system-deps speech models bench-pipeline clean
+.PHONY: help run test lint format services migrate system-deps speech models bench-pipeline replay-dlq clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ lint: venv ## ruff (lint + format check) and mypy --strict on the three packages
 format: venv ## Reformat the code with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+replay-dlq: venv services ## List dead letters and move them back (QUEUE=name|all, LIMIT=N, DRY_RUN=1)
+	@$(PY) -m processing_service.replay --queue $(or $(QUEUE),all) $(if $(LIMIT),--limit $(LIMIT)) \
+		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
 
 bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
 	@$(PY) scripts/bench_pipeline.py --out bench/pipeline.json $(BENCH_ARGS)

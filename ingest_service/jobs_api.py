@@ -184,11 +184,12 @@ class JobsController(Controller):
         self, request: Request[Any, Any, Any], owner: str | None, job_id: str
     ) -> JobView:
         structlog.contextvars.bind_contextvars(job_id=job_id)
-        found = await store.fetch_job(request.app.state.pool, parse_job_id(job_id), owner)
+        pool = request.app.state.pool
+        found = await store.fetch_job(pool, parse_job_id(job_id), owner)
         if found is None:
             raise JobNotFound(f"no job {job_id}")
         job, stages = found
-        return job_view(job, stages)
+        return job_view(job, stages, await store.fetch_dead_letters(pool, job["id"]))
 
     @get("/{job_id:str}/result", summary="The job's result document, or a rendering of it")
     async def get_result(

@@ -186,7 +186,8 @@ async def request_rediarization(
             return "the job has no stored transcript to diarize again"
         await conn.execute(
             "UPDATE jobs SET options = $2, status = 'processing', finished_at = NULL,"
-            " generation = generation + 1, updated_at = now(), warnings = (SELECT coalesce(jsonb_agg(w), '[]'::jsonb)"
+            " generation = generation + 1, updated_at = now(),"
+            " warnings = (SELECT coalesce(jsonb_agg(w), '[]'::jsonb)"
             "   FROM jsonb_array_elements_text(warnings) AS w"
             "   WHERE split_part(w, ':', 1) <> ALL($3::text[]))"
             " WHERE id = $1",
@@ -230,3 +231,14 @@ async def fetch_deliveries(
             [d["id"] for d in deliveries],
         )
     return [(d, [a for a in attempts if a["delivery_id"] == d["id"]]) for d in deliveries]
+
+
+async def fetch_dead_letters(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Messages of the job that workers gave up on, oldest first."""
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT stage, queue, message_id, reason, dead_at, replayed_at FROM dead_letters"
+            " WHERE job_id = $1 ORDER BY id",
+            job_id,
+        )
+    return rows

@@ -24,6 +24,17 @@ class StageView(msgspec.Struct, frozen=True):
     finished_at: datetime | None
 
 
+class DeadLetterView(msgspec.Struct, frozen=True):
+    """A message a worker gave up on; `make replay-dlq` moves it back."""
+
+    stage: str
+    queue: str
+    message_id: str
+    reason: str
+    dead_at: datetime
+    replayed_at: datetime | None
+
+
 class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
     status: str
@@ -45,6 +56,7 @@ class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     #: Fraction of stages finished (succeeded, skipped or failed), 0..1.
     progress: float | None = None
     stages: list[StageView] | None = None
+    dead_letters: list[DeadLetterView] | None = None
 
 
 class JobAccepted(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -76,8 +88,10 @@ def links_for(job_id: str) -> Links:
 _FINISHED = {"succeeded", "skipped", "failed", "dead"}
 
 
-def job_view(job: Any, stages: list[Any] | None = None) -> JobView:
-    """Render a job row (and, for the detail view, its stage rows)."""
+def job_view(
+    job: Any, stages: list[Any] | None = None, dead_letters: list[Any] | None = None
+) -> JobView:
+    """Render a job row (and, for the detail view, its stage and dead-letter rows)."""
     job_id = str(job["id"])
     stage_views = None
     progress = None
@@ -114,6 +128,19 @@ def job_view(job: Any, stages: list[Any] | None = None) -> JobView:
         audio=job["audio"],
         progress=progress,
         stages=stage_views,
+        dead_letters=None
+        if dead_letters is None
+        else [
+            DeadLetterView(
+                stage=d["stage"],
+                queue=d["queue"],
+                message_id=d["message_id"],
+                reason=d["reason"],
+                dead_at=d["dead_at"],
+                replayed_at=d["replayed_at"],
+            )
+            for d in dead_letters
+        ],
     )
 
 

@@ -27,6 +27,7 @@ from contracts import (
 from contracts.routing import STAGE_QUEUES
 from processing_service.config import get_settings
 from processing_service.database import Database
+from processing_service.dead_letters import DeadLetterStore
 from processing_service.delivery_store import DeliveryStore
 from processing_service.errors import InvalidMessage, PermanentError
 from processing_service.events import EventPublisher
@@ -65,7 +66,7 @@ broker.add_middleware(Prometheus())
 broker.add_middleware(JobContext())
 # Dramatiq runs `after_*` hooks in reverse order: placed before Retries, this one runs
 # after Retries has decided whether the message will be retried or is dead.
-broker.add_middleware(StageFailures(pipeline), before=Retries)
+broker.add_middleware(StageFailures(pipeline, DeadLetterStore(database)), before=Retries)
 # ...and this one after StageFailures has written a dead stage's state.
 broker.add_middleware(StageEvents(store, events), before=StageFailures)
 

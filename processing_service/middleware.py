@@ -15,6 +15,7 @@ from contracts import Stage, StageState
 from contracts.events import StageFinished, event_id
 from contracts.routing import stage_event_key
 from processing_service import metrics
+from processing_service.dead_letters import DeadLetterStore
 from processing_service.events import EventPublisher
 from processing_service.job_store import JobStore
 from processing_service.pipeline import Pipeline
@@ -87,11 +88,13 @@ class StageFailures(dramatiq.Middleware):
 
     Its `after_process_message` must run after that of Dramatiq's `Retries`, which marks
     a message `failed` when it will not be retried (a permanent error, or retries
-    exhausted); such a message is then dead-lettered to `<queue>.XQ`.
+    exhausted); such a message is then dead-lettered to `<queue>.XQ`, and recorded in
+    Postgres with its reason.
     """
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, dead_letters: DeadLetterStore) -> None:
         self.pipeline = pipeline
+        self.dead_letters = dead_letters
 
     def after_process_message(
         self,
@@ -101,16 +104,20 @@ class StageFailures(dramatiq.Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        if exception is None:
+        if exception is None or message.actor_name not in STAGE_NAMES:
             return
+        stage = Stage(message.actor_name)
         job_id = job_id_of(message)
-        if job_id is None:
-            log.error("dead-lettering a message without a job id", error=describe(exception))
-            return
+        reason = describe(exception)
         try:
-            self.pipeline.on_failure(
-                Stage(message.actor_name), job_id, describe(exception), final=message.failed
-            )
+            if message.failed:
+                self.dead_letters.record(
+                    job_id, stage, message.queue_name, message.message_id, reason
+                )
+            if job_id is None:
+                log.error("dead-lettering a message without a job id", error=reason)
+                return
+            self.pipeline.on_failure(stage, job_id, reason, final=message.failed)
         except Exception:  # the message is retried or dead-lettered regardless
             log.exception("could not record the failure on the job")
 

@@ -7,6 +7,7 @@ RabbitMQ, and drops both at the end, so runs never see each other's rows or mess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import uuid
@@ -35,9 +36,9 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedEnv]:
-    """A fresh database, RabbitMQ vhost and storage directory for this run."""
+@contextlib.contextmanager
+def isolated(storage_dir: Path) -> Iterator[IsolatedEnv]:
+    """A fresh database and RabbitMQ vhost, dropped on exit."""
     suffix = uuid.uuid4().hex[:12]
     db_name = f"audio_test_{suffix}"
     vhost = f"audio-test-{suffix}"
@@ -48,10 +49,17 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedE
     env = IsolatedEnv(
         database_url=f"{base}/{db_name}",
         amqp_url=f"{AMQP_BASE}/{quote(vhost, safe='')}",
-        storage_dir=Path(tmp_path_factory.mktemp("storage")),
+        storage_dir=storage_dir,
     )
     try:
         yield env
     finally:
         _rabbitmqctl("delete_vhost", vhost)
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedEnv]:
+    """A fresh database, RabbitMQ vhost and storage directory for this run."""
+    with isolated(Path(tmp_path_factory.mktemp("storage"))) as env:
+        yield env

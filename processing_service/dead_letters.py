@@ -1,0 +1,99 @@
+"""Dead letters in Postgres: recorded when a worker gives up, reopened when replayed."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from contracts import Stage
+from contracts.states import PIPELINE
+from processing_service.database import Database
+
+
+class DeadLetterStore:
+    def __init__(self, db: Database) -> None:
+        self._run = db.run
+
+    def record(
+        self, job_id: str | None, stage: Stage, queue: str, message_id: str, reason: str
+    ) -> None:
+        async def q(conn: asyncpg.Connection) -> None:
+            jid = uuid.UUID(job_id) if job_id else None
+            exists = jid is not None and await conn.fetchval(
+                "SELECT true FROM jobs WHERE id = $1", jid
+            )
+            await conn.execute(
+                "INSERT INTO dead_letters (job_id, stage, queue, message_id, reason)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                jid if exists else None,
+                stage.value,
+                queue,
+                message_id,
+                reason[:2000],
+            )
+
+        self._run(q)
+
+    def reasons(self, message_ids: list[str]) -> dict[str, str]:
+        """The latest recorded reason of each message id that has one."""
+
+        async def q(conn: asyncpg.Connection) -> dict[str, str]:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (message_id) message_id, reason FROM dead_letters"
+                " WHERE message_id = ANY($1::text[]) ORDER BY message_id, id DESC",
+                message_ids,
+            )
+            return {row["message_id"]: row["reason"] for row in rows}
+
+        return self._run(q)
+
+    def reopen(self, job_id: str, stage: Stage, message_id: str) -> None:
+        """A dead message of `stage` goes back to its queue: the job shows it queued again.
+
+        Replaying notify only re-opens the delivery. Replaying an earlier stage puts the
+        job back to processing in a new generation (it will finish, and notify, again),
+        with that stage queued and the stages after it pending.
+        """
+
+        async def q(conn: asyncpg.Connection) -> None:
+            jid = uuid.UUID(job_id)
+            await conn.execute(
+                "UPDATE dead_letters SET replayed_at = now() WHERE message_id = $1"
+                " AND replayed_at IS NULL",
+                message_id,
+            )
+            if stage is Stage.NOTIFY:
+                await conn.execute(
+                    "UPDATE webhook_deliveries d SET state = 'pending', updated_at = now()"
+                    " FROM jobs j WHERE j.id = $1 AND d.job_id = j.id"
+                    " AND d.generation = j.generation AND d.state = 'dead'",
+                    jid,
+                )
+                later: list[str] = []
+            else:
+                later = [s.value for s in PIPELINE[PIPELINE.index(stage) + 1 :]]
+                await conn.execute(
+                    "UPDATE jobs SET status = 'processing', error = NULL, finished_at = NULL,"
+                    " generation = generation + 1, updated_at = now(),"
+                    " warnings = (SELECT coalesce(jsonb_agg(w), '[]'::jsonb)"
+                    "   FROM jsonb_array_elements_text(warnings) AS w"
+                    "   WHERE split_part(w, ':', 1) <> ALL($2::text[]))"
+                    " WHERE id = $1",
+                    jid,
+                    [stage.value, *later],
+                )
+            await conn.execute(
+                "UPDATE job_stages SET state = 'queued', error = NULL, finished_at = NULL"
+                " WHERE job_id = $1 AND stage = $2",
+                jid,
+                stage.value,
+            )
+            await conn.execute(
+                "UPDATE job_stages SET state = 'pending', error = NULL, started_at = NULL,"
+                " finished_at = NULL WHERE job_id = $1 AND stage = ANY($2::text[])",
+                jid,
+                later,
+            )
+
+        self._run(q)

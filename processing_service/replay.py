@@ -1,0 +1,166 @@
+"""`python -m processing_service.replay`: list dead letters and move them back to work.
+
+For each stage's dead-letter queue (`<queue>.XQ`) it prints the count and the reasons
+(from Postgres, else from the message's last traceback line), then moves messages back
+to their queue with Dramatiq's retry count reset and the traceback and delay dropped, so
+each gets a full set of attempts again. A message is acknowledged on the dead-letter
+queue only after RabbitMQ confirmed its republication: a crash midway leaves every
+message in one queue or the other (at worst in both, which idempotent actors absorb).
+Before a message moves, its job shows the stage queued again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+from contracts import Stage
+from contracts.routing import STAGE_QUEUES, dead_letter_queue
+from processing_service.config import get_settings
+from processing_service.database import Database
+from processing_service.dead_letters import DeadLetterStore
+
+#: Options Dramatiq's retry machinery wrote that must not survive a replay.
+SPENT_OPTIONS = ("retries", "traceback", "eta", "requeue_timestamp")
+#: Upper bound on messages read from one dead-letter queue in one run.
+MAX_READ = 100_000
+
+
+@dataclass
+class DeadMessage:
+    tag: int
+    body: bytes
+    envelope: dict[str, Any] | None
+
+    @property
+    def message_id(self) -> str:
+        return str((self.envelope or {}).get("message_id", "?"))
+
+    @property
+    def job_id(self) -> str | None:
+        args = (self.envelope or {}).get("args") or [None]
+        job = args[0].get("job_id") if isinstance(args[0], dict) else None
+        return job if isinstance(job, str) else None
+
+    def fallback_reason(self) -> str:
+        if self.envelope is None:
+            return "not a Dramatiq message"
+        trace = str((self.envelope.get("options") or {}).get("traceback") or "").strip()
+        return trace.splitlines()[-1] if trace else "unknown (no reason recorded)"
+
+    def replayable_body(self) -> bytes:
+        if self.envelope is None:
+            return self.body
+        options = {
+            k: v for k, v in (self.envelope.get("options") or {}).items() if k not in SPENT_OPTIONS
+        }
+        return json.dumps({**self.envelope, "options": options}, separators=(",", ":")).encode()
+
+
+def _decode(body: bytes) -> dict[str, Any] | None:
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return None
+    return envelope if isinstance(envelope, dict) else None
+
+
+def read_all(channel: BlockingChannel, queue: str, limit: int) -> list[DeadMessage]:
+    messages: list[DeadMessage] = []
+    while len(messages) < limit:
+        method, _props, body = channel.basic_get(queue, auto_ack=False)
+        if method is None:
+            break
+        messages.append(DeadMessage(method.delivery_tag, body, _decode(body)))
+    return messages
+
+
+def depth(connection: pika.BlockingConnection, queue: str) -> int:
+    channel = connection.channel()
+    try:
+        count: int = channel.queue_declare(queue, passive=True).method.message_count
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0
+    channel.close()
+    return count
+
+
+def replay_queue(
+    connection: pika.BlockingConnection,
+    store: DeadLetterStore,
+    stage: Stage,
+    *,
+    limit: int | None,
+    dry_run: bool,
+) -> int:
+    """Report one dead-letter queue and move up to `limit` of its messages; the count moved."""
+    queue = STAGE_QUEUES[stage]
+    xq = dead_letter_queue(queue)
+    count = depth(connection, xq)
+    print(f"{xq}: {count} message(s)")
+    if count == 0:
+        return 0
+    channel = connection.channel()
+    channel.confirm_delivery()
+    messages = read_all(channel, xq, min(count, MAX_READ))
+    known = store.reasons([m.message_id for m in messages])
+    reasons = collections.Counter(known.get(m.message_id) or m.fallback_reason() for m in messages)
+    for reason, n in reasons.most_common():
+        print(f"  {n} x {reason}")
+    to_move = messages if limit is None else messages[:limit]
+    if dry_run:
+        channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+        channel.close()
+        print(f"  dry run: would move {len(to_move)} to {queue}")
+        return 0
+    moved = 0
+    for message in to_move:
+        if message.job_id:
+            store.reopen(message.job_id, stage, message.message_id)
+        channel.basic_publish(
+            "",
+            queue,
+            message.replayable_body(),
+            pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+            mandatory=True,
+        )  # raises unless RabbitMQ confirms
+        channel.basic_ack(message.tag)
+        moved += 1
+        print(f"  moved {message.message_id} (job {message.job_id or '-'}) to {queue}")
+    channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)  # the ones left
+    channel.close()
+    return moved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m processing_service.replay", description=__doc__
+    )
+    parser.add_argument("--queue", default="all", choices=["all", *STAGE_QUEUES.values()])
+    parser.add_argument("--limit", type=int, help="move at most this many per queue")
+    parser.add_argument("--dry-run", action="store_true", help="list, move nothing")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    stages = [s for s, q in STAGE_QUEUES.items() if args.queue in ("all", q)]
+    store = DeadLetterStore(Database(settings.database_url))
+    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+    try:
+        moved = sum(
+            replay_queue(connection, store, stage, limit=args.limit, dry_run=args.dry_run)
+            for stage in stages
+        )
+    finally:
+        connection.close()
+    print(f"moved {moved} message(s) in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Dead letters are recorded on the job, and `make replay-dlq` brings them back to work."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+
+from contracts.routing import dead_letter_queue
+from tests.conftest import isolated
+from tests.e2e.conftest import stage, start_worker, upload, wait_for_job
+from tests.integration.helpers import query
+from tests.servers import REPO_ROOT, IngestServer, IsolatedEnv, Worker
+
+pytestmark = pytest.mark.models
+
+JUNK = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 40
+
+
+@pytest.fixture(scope="module")
+def replay_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedEnv]:
+    """A vhost of its own: the dead-letter queues hold only this module's messages."""
+    with isolated(Path(tmp_path_factory.mktemp("replay-storage"))) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def ingest(
+    replay_env: IsolatedEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[IngestServer]:
+    server = IngestServer(
+        replay_env.environ(OUTBOX_POLL_INTERVAL_S="0.2"),
+        tmp_path_factory.mktemp("logs") / "ingest-replay.log",
+    )
+    yield server
+    server.stop()
+
+
+def replay(env: IsolatedEnv, **variables: str) -> str:
+    done = subprocess.run(
+        ["make", "-s", "replay-dlq", *(f"{k}={v}" for k, v in variables.items())],
+        cwd=REPO_ROOT,
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
+
+
+def xq_depth(env: IsolatedEnv, queue: str) -> int:
+    conn = pika.BlockingConnection(pika.URLParameters(env.amqp_url))
+    try:
+        count: int = (
+            conn.channel()
+            .queue_declare(dead_letter_queue(queue), passive=True)
+            .method.message_count
+        )
+    finally:
+        conn.close()
+    return count
+
+
+def test_dead_letters_are_recorded_listed_and_replayed(
+    ingest: IngestServer, replay_env: IsolatedEnv, short_speech: Path, tmp_path: Path
+) -> None:
+    uploads = replay_env.storage_dir / "uploads"
+    worker: Worker | None = None
+    try:
+        with ingest.client() as client:
+            # A: its upload vanishes before any worker runs; with no retries it dies at once.
+            recovers = upload(client, short_speech)
+            shutil.move(uploads / f"{recovers}.wav", tmp_path / "kept.wav")
+            worker = start_worker(replay_env, tmp_path / "worker.log", SPLIT_MAX_RETRIES="0")
+            assert wait_for_job(client, recovers)["status"] == "failed"
+            # B: undecodable, so it fails (permanently) now and again after a replay.
+            response = client.post("/v1/jobs", files={"file": ("junk.wav", JUNK, "audio/wav")})
+            hopeless = response.json()["id"]
+            assert wait_for_job(client, hopeless)["status"] == "failed"
+
+            job = client.get(f"/v1/jobs/{recovers}").json()
+            assert stage(job, "split")["state"] == "dead"
+            [dead] = job["dead_letters"]
+            assert dead["queue"] == "split"
+            assert "not in storage" in dead["reason"]
+            assert dead["replayed_at"] is None
+            assert xq_depth(replay_env, "split") == 2
+
+            listing = replay(replay_env, QUEUE="split", DRY_RUN="1")
+            assert "split.XQ: 2 message(s)" in listing
+            assert "not in storage" in listing
+            assert "could not be read as audio" in listing
+            assert "would move 2" in listing
+            assert xq_depth(replay_env, "split") == 2
+            assert client.get(f"/v1/jobs/{recovers}").json()["status"] == "failed"
+
+            # The file is back: replay the oldest dead letter only.
+            shutil.move(tmp_path / "kept.wav", uploads / f"{recovers}.wav")
+            moved = replay(replay_env, QUEUE="split", LIMIT="1")
+            assert f"(job {recovers}) to split" in moved
+            assert xq_depth(replay_env, "split") == 1
+            job = wait_for_job(client, recovers)
+            assert job["status"] == "completed", job
+            assert stage(job, "split")["state"] == "succeeded"
+            assert job["dead_letters"][0]["replayed_at"] is not None
+            generation = query(
+                replay_env.database_url,
+                "SELECT generation FROM jobs WHERE id = $1",
+                uuid.UUID(recovers),
+            )
+            assert generation[0][0] == 1
+
+            # B goes back and dies again, with its reason recorded a second time.
+            assert "moved 1 message(s) in all" in replay(replay_env)
+            job = wait_for_job(
+                client,
+                hopeless,
+                until=lambda j: j["status"] == "failed" and len(j.get("dead_letters", [])) == 2,
+            )
+            first, second = job["dead_letters"]
+            assert first["replayed_at"] is not None
+            assert second["replayed_at"] is None
+            assert "could not be read as audio" in second["reason"]
+            assert stage(job, "split")["attempts"] == 2
+        assert xq_depth(replay_env, "split") == 1
+    finally:
+        if worker is not None:
+            worker.stop()
