@@ -55,6 +55,19 @@ class StagePolicy:
     max_backoff_ms: int
     time_limit_ms: int
 
+    def started_too_often(self, attempts: int) -> bool:
+        """True when a stage began more often than its retries allow.
+
+        Dramatiq counts retries only for exceptions; a worker killed mid-task (out of
+        memory, say) returns its message to the queue uncounted. The stage's attempt
+        counter in Postgres sees every start, so a message that kills its worker every
+        time is stopped here instead of looping forever.
+        """
+        return attempts > self.max_retries + 1 + WORKER_DEATHS_TOLERATED
+
+
+#: Worker deaths a stage may suffer on top of its retries before it is given up.
+WORKER_DEATHS_TOLERATED = 2
 
 #: Defaults per stage: light stages retry fast; transcription may run long on CPU.
 DEFAULT_POLICIES: dict[Stage, StagePolicy] = {

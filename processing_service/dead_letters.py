@@ -83,9 +83,10 @@ class DeadLetterStore:
                     jid,
                     [stage.value, *later],
                 )
+            # A replay starts the stage's attempts afresh (dead_letters keeps the history).
             await conn.execute(
-                "UPDATE job_stages SET state = 'queued', error = NULL, finished_at = NULL"
-                " WHERE job_id = $1 AND stage = $2",
+                "UPDATE job_stages SET state = 'queued', error = NULL, finished_at = NULL,"
+                " attempts = 0 WHERE job_id = $1 AND stage = $2",
                 jid,
                 stage.value,
             )

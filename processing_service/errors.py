@@ -3,7 +3,8 @@
     ProcessingError
     ├── PermanentError        fail at once, no retries (bad input, invalid message)
     │   ├── UndecodableAudio
-    │   └── InvalidMessage
+    │   ├── InvalidMessage
+    │   └── StartedTooOften   the message killed its worker again and again
     └── TransientError        retry with backoff, then dead-letter (storage, timeouts)
         ├── UploadMissing
         └── WebhookRetry      retry after the receiver's Retry-After when it gave one
@@ -30,6 +31,16 @@ class UndecodableAudio(PermanentError):
 
 class InvalidMessage(PermanentError):
     """A queue message does not match any contract."""
+
+
+class StartedTooOften(PermanentError):
+    """A stage began more often than its retries allow: its worker keeps dying on it."""
+
+    def __init__(self, stage: str, attempts: int) -> None:
+        super().__init__(
+            f"{stage} was started {attempts} times without finishing; the worker may have"
+            " died on it each time (out of memory?)"
+        )
 
 
 class TransientError(ProcessingError):

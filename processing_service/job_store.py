@@ -159,14 +159,15 @@ class JobStore:
 
     # -- stage transitions -------------------------------------------------------------
 
-    def start_stage(self, job_id: str, stage: Stage) -> None:
-        """Count an attempt; the job is `processing` from its first stage on."""
+    def start_stage(self, job_id: str, stage: Stage) -> int:
+        """Count an attempt and return the count; the job is `processing` from now on."""
 
-        async def q(conn: asyncpg.Connection) -> None:
+        async def q(conn: asyncpg.Connection) -> int:
             jid = uuid.UUID(job_id)
-            await conn.execute(
+            attempts: int = await conn.fetchval(
                 "UPDATE job_stages SET state = 'running', attempts = attempts + 1,"
-                " started_at = coalesce(started_at, now()) WHERE job_id = $1 AND stage = $2",
+                " started_at = coalesce(started_at, now()) WHERE job_id = $1 AND stage = $2"
+                " RETURNING attempts",
                 jid,
                 stage.value,
             )
@@ -175,8 +176,9 @@ class JobStore:
                 " updated_at = now() WHERE id = $1 AND status IN ('queued', 'processing')",
                 jid,
             )
+            return attempts
 
-        self._run(q)
+        return self._run(q)
 
     @staticmethod
     async def _finish(

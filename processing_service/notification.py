@@ -18,7 +18,7 @@ from contracts.routing import job_event_key
 from processing_service import metrics, webhooks
 from processing_service.config import Settings
 from processing_service.delivery_store import DeliveryStore, Notification
-from processing_service.errors import InvalidMessage, WebhookRetry
+from processing_service.errors import InvalidMessage, StartedTooOften, WebhookRetry
 from processing_service.events import EventPublisher
 from processing_service.job_store import JobStore
 
@@ -67,7 +67,9 @@ class Notifier:
             raise InvalidMessage(f"job {job_id} does not exist")
         if job.stages[Stage.NOTIFY] in FINAL_STATES:
             return
-        self.store.start_stage(job_id, Stage.NOTIFY)
+        attempts = self.store.start_stage(job_id, Stage.NOTIFY)
+        if self.settings.policies[Stage.NOTIFY].started_too_often(attempts):
+            raise StartedTooOften(Stage.NOTIFY.value, attempts)
         status = self.store.finalize(job_id)
         facts = self.deliveries.notification(job_id)
         if job.stages[Stage.NOTIFY] in {StageState.PENDING, StageState.QUEUED}:

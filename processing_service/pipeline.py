@@ -29,7 +29,7 @@ from contracts import (
 )
 from processing_service import analysis, audio, metrics, transcription
 from processing_service.config import Settings
-from processing_service.errors import InvalidMessage
+from processing_service.errors import InvalidMessage, StartedTooOften
 from processing_service.job_store import (
     DONE_STATES,
     WAITING_STATES,
@@ -82,6 +82,17 @@ class Pipeline:
         if job.stages.get(stage) in WAITING_STATES:
             self.send(stage, StageRequested(job_id=job.id, stage=stage.value))
 
+    def _begin(self, job_id: str, stage: Stage) -> None:
+        """Count an attempt; refuse a message that keeps killing its worker.
+
+        Transcribe is exempt: its attempts count every chunk of the job.
+        """
+        attempts = self.store.start_stage(job_id, stage)
+        if stage is not Stage.TRANSCRIBE and self.settings.policies[stage].started_too_often(
+            attempts
+        ):
+            raise StartedTooOften(stage.value, attempts)
+
     def _path(self, relative: str) -> Path:
         return self.settings.storage_dir / relative
 
@@ -94,7 +105,7 @@ class Pipeline:
             return
         if job.stages[Stage.SPLIT] not in DONE_STATES:
             started = time.perf_counter()
-            self.store.start_stage(job.id, Stage.SPLIT)
+            self._begin(job.id, Stage.SPLIT)
             upload = self._path(message.storage_path)
             info = audio.probe(upload)
             work = f"work/{job.id}"
@@ -225,7 +236,7 @@ class Pipeline:
         if job is None:
             return
         if job.stages[Stage.ANALYZE] not in DONE_STATES:
-            self.store.start_stage(job.id, Stage.ANALYZE)
+            self._begin(job.id, Stage.ANALYZE)
             document = self.store.result(job.id)
             s = self.settings
             llm = None

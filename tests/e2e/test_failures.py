@@ -179,3 +179,26 @@ def test_a_killed_worker_returns_its_message_and_the_job_completes_once(
     )
     assert results[0][0] == 1
     assert len(job["warnings"]) == len(set(job["warnings"]))
+
+
+def test_a_message_that_keeps_killing_its_worker_is_given_up(
+    ingest: IngestServer,
+    isolated_env: IsolatedEnv,
+    short_speech: Path,
+    workers: list[Worker],
+    logs: Path,
+) -> None:
+    with ingest.client() as client:
+        job_id = upload(client, short_speech)
+        # As if split had already started 6 times and its worker died each time (the
+        # retries never saw an exception): SPLIT_MAX_RETRIES=3 allows 4 starts, plus 2 deaths.
+        query(
+            isolated_env.database_url,
+            "UPDATE job_stages SET attempts = 6 WHERE job_id = $1::uuid AND stage = 'split'",
+            job_id,
+        )
+        workers.append(start_worker(isolated_env, logs / "worker.log"))
+        job = wait_for_job(client, job_id, timeout_s=60)
+    assert job["status"] == "failed"
+    assert "split was started 7 times without finishing" in job["error"]
+    assert stage(job, "split")["state"] == "dead"
