@@ -66,6 +66,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise InvalidRequest("cursor is not one this API returned") from None
 
 
+async def visible_job(pool: Any, job_id: str, owner: str | None) -> tuple[Any, list[Any]]:
+    """The job and its stages, or a 404 when it does not exist or belongs to another key."""
+    structlog.contextvars.bind_contextvars(job_id=job_id)
+    found = await store.fetch_job(pool, parse_job_id(job_id), owner)
+    if found is None:
+        raise JobNotFound(f"no job {job_id}")
+    return found
+
+
 class JobsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]  # noqa: RUF012 - Litestar reads these as class attributes
@@ -183,12 +192,8 @@ class JobsController(Controller):
     async def get_job(
         self, request: Request[Any, Any, Any], owner: str | None, job_id: str
     ) -> JobView:
-        structlog.contextvars.bind_contextvars(job_id=job_id)
         pool = request.app.state.pool
-        found = await store.fetch_job(pool, parse_job_id(job_id), owner)
-        if found is None:
-            raise JobNotFound(f"no job {job_id}")
-        job, stages = found
+        job, stages = await visible_job(pool, job_id, owner)
         return job_view(job, stages, await store.fetch_dead_letters(pool, job["id"]))
 
     @get("/{job_id:str}/result", summary="The job's result document, or a rendering of it")
@@ -205,10 +210,7 @@ class JobsController(Controller):
                 f"unknown format {result_format!r}; choose json, {', '.join(RENDERERS)}"
             )
         pool = request.app.state.pool
-        found = await store.fetch_job(pool, parse_job_id(job_id), owner)
-        if found is None:
-            raise JobNotFound(f"no job {job_id}")
-        job, _ = found
+        job, _ = await visible_job(pool, job_id, owner)
         document = None
         if job["status"] == JobStatus.COMPLETED:
             document = await store.fetch_result(pool, job["id"])
@@ -232,12 +234,9 @@ class JobsController(Controller):
     async def get_deliveries(
         self, request: Request[Any, Any, Any], owner: str | None, job_id: str
     ) -> list[DeliveryView]:
-        structlog.contextvars.bind_contextvars(job_id=job_id)
         pool = request.app.state.pool
-        found = await store.fetch_job(pool, parse_job_id(job_id), owner)
-        if found is None:
-            raise JobNotFound(f"no job {job_id}")
-        return delivery_views(await store.fetch_deliveries(pool, found[0]["id"]))
+        job, _ = await visible_job(pool, job_id, owner)
+        return delivery_views(await store.fetch_deliveries(pool, job["id"]))
 
     @post(
         "/{job_id:str}/diarize",
@@ -252,18 +251,12 @@ class JobsController(Controller):
     async def rediarize(
         self, request: Request[Any, Any, Any], owner: str | None, job_id: str
     ) -> Response[JobView]:
-        structlog.contextvars.bind_contextvars(job_id=job_id)
         pool = request.app.state.pool
-        found = await store.fetch_job(pool, parse_job_id(job_id), owner)
-        if found is None:
-            raise JobNotFound(f"no job {job_id}")
-        job, _ = found
+        job, _ = await visible_job(pool, job_id, owner)
         options = speaker_hints(await request.body(), msgspec.convert(job["options"], JobOptions))
         refused = await store.request_rediarization(pool, job["id"], options)
         if refused is not None:
             raise ResultNotReady(refused, job_status=job["status"])
         request.app.state.relay.wake()
-        found = await store.fetch_job(pool, job["id"], owner)
-        assert found is not None
-        view = job_view(*found)
+        view = job_view(*await visible_job(pool, job_id, owner))
         return Response(view, status_code=202, headers={"Location": view.links.self})

@@ -40,6 +40,22 @@ class ChunkPlan:
     end_s: float
 
 
+def _ffmpeg_to(target: Path, args: list[str], timeout_s: float) -> str | None:
+    """Run ffmpeg writing `target` through a `.part` file; the error text, or None."""
+    partial = target.with_name(target.name + ".part")
+    result = subprocess.run(
+        [*_FFMPEG, *args, "-c:a", "pcm_s16le", "-f", "wav", str(partial)],
+        capture_output=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        return _last_line(result.stderr)
+    partial.rename(target)
+    return None
+
+
 def _last_line(stderr: bytes) -> str:
     lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no details"
@@ -94,31 +110,10 @@ def wav_duration(path: Path) -> float:
 def normalize(source: Path, target: Path, timeout_s: float = 3600) -> float:
     """Decode `source` to 16 kHz mono 16-bit WAV at `target`; return its duration."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    result = subprocess.run(
-        [
-            *_FFMPEG,
-            "-i",
-            str(source),
-            "-vn",
-            "-ac",
-            "1",
-            "-ar",
-            str(SAMPLE_RATE),
-            "-c:a",
-            "pcm_s16le",
-            "-f",
-            "wav",
-            str(partial),
-        ],
-        capture_output=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise UndecodableAudio(f"the audio could not be decoded ({_last_line(result.stderr)})")
-    partial.rename(target)
+    args = ["-i", str(source), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE)]
+    error = _ffmpeg_to(target, args, timeout_s)
+    if error is not None:
+        raise UndecodableAudio(f"the audio could not be decoded ({error})")
     duration = wav_duration(target)
     if duration <= 0:
         raise UndecodableAudio("the audio has zero length: it contains no samples")
@@ -147,28 +142,8 @@ def cut_chunk(
     source: Path, target: Path, start_s: float, end_s: float, timeout_s: float = 600
 ) -> None:
     """Copy [start_s, end_s) of a normalized WAV into its own WAV file."""
-    partial = target.with_name(target.name + ".part")
-    result = subprocess.run(
-        [
-            *_FFMPEG,
-            "-ss",
-            f"{start_s:.3f}",
-            "-t",
-            f"{end_s - start_s:.3f}",
-            "-i",
-            str(source),
-            "-c:a",
-            "pcm_s16le",
-            "-f",
-            "wav",
-            str(partial),
-        ],
-        capture_output=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
+    args = ["-ss", f"{start_s:.3f}", "-t", f"{end_s - start_s:.3f}", "-i", str(source)]
+    error = _ffmpeg_to(target, args, timeout_s)
+    if error is not None:
         # Our own normalized WAV was readable a moment ago: a disk problem, worth a retry.
-        raise TransientError(f"cutting a chunk failed ({_last_line(result.stderr)})")
-    partial.rename(target)
+        raise TransientError(f"cutting a chunk failed ({error})")
