@@ -17,7 +17,7 @@ export WHISPER_MODEL ?= tiny.en
 export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format services migrate system-deps speech models bench-pipeline replay-dlq clean
+.PHONY: help run test lint format services migrate system-deps prometheus speech models bench-pipeline replay-dlq deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ venv: $(VENV)/.installed ## Create the virtual environment (only when pyproject.
 
 system-deps: ## Install ffmpeg, espeak-ng and sox if missing (Debian, as root)
 	@bash scripts/install_system_packages.sh
+
+prometheus: ## Install Debian's prometheus package (promtool) for the deploy/ checks
+	@bash scripts/install_prometheus.sh
 
 speech: venv ## Install the CPU speech stack (torch, openai-whisper, pyannote.audio) into .venv
 	@bash scripts/install_speech_stack.sh $(PY)
@@ -50,7 +53,7 @@ migrate: venv services ## Apply the database schema
 run: venv system-deps models migrate ## Set everything up, then run the ingest API and the workers
 	@bash scripts/run_stack.sh
 
-test: venv system-deps models services ## Set everything up, then run the whole test suite
+test: venv system-deps prometheus models services ## Set everything up, then run the whole test suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff (lint + format check) and mypy --strict on the three packages
@@ -61,6 +64,9 @@ lint: venv ## ruff (lint + format check) and mypy --strict on the three packages
 format: venv ## Reformat the code with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+deploy-check: venv prometheus services ## Check deploy/: compose file, promtool config/rules/unit tests, RabbitMQ settings
+	@$(PY) -m pytest tests/integration/test_deploy_files.py -m "not models" $(PYTEST_ARGS)
 
 replay-dlq: venv services ## List dead letters and move them back (QUEUE=name|all, LIMIT=N, DRY_RUN=1)
 	@$(PY) -m processing_service.replay --queue $(or $(QUEUE),all) $(if $(LIMIT),--limit $(LIMIT)) \

@@ -43,6 +43,8 @@ def migrations() -> list[Migration]:
         match = _FILE_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    if not found:
+        raise RuntimeError("no migrations found in contracts/sql: the package is incomplete")
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):

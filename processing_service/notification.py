@@ -134,6 +134,7 @@ class Notifier:
             duration_ms=attempt.duration_ms,
             state=state,
         )
+        metrics.WEBHOOKS.labels("retried" if state == "pending" else state).inc()
         log.info(
             "webhook attempt", delivery_id=delivery_id, status_code=attempt.status_code, state=state
         )

@@ -114,4 +114,19 @@ class Worker(ServiceProcess):
     """The processing service's worker pools (`python -m processing_service`)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, pool: str = "all") -> None:
+        # Free metrics ports, so that test workers never collide with each other or with
+        # a `make run` on the same machine.
+        self.metrics_ports = {
+            pool: int(env.get(f"{pool.upper()}_METRICS_PORT") or free_port())
+            for pool in ("light", "heavy")
+        }
+        env = {
+            **env,
+            "LIGHT_METRICS_PORT": str(self.metrics_ports["light"]),
+            "HEAVY_METRICS_PORT": str(self.metrics_ports["heavy"]),
+        }
         super().__init__("processing_service", env, log_path, "--pool", pool)
+
+    def metrics(self, pool: str) -> str:
+        """The pool's Prometheus exposition text."""
+        return httpx.get(f"http://127.0.0.1:{self.metrics_ports[pool]}/metrics", timeout=10).text

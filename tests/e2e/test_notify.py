@@ -232,3 +232,19 @@ def wait_until(fetch: Any, ready: Any, timeout_s: float = 30) -> Any:
         time.sleep(0.2)
         value = fetch()
     return value
+
+
+def test_webhook_outcomes_are_counted(worker: Worker) -> None:
+    """After the deliveries above: delivered, retried (the 500), failed (the 400), dead."""
+    text = worker.metrics("light")
+    counts = {
+        outcome: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("pipeline_webhook_deliveries_total{")
+        for outcome in [line.split('outcome="', 1)[1].split('"', 1)[0]]
+    }
+    assert counts.get("delivered", 0) >= 2
+    assert counts.get("retried", 0) >= 1
+    assert counts.get("failed", 0) >= 1
+    assert counts.get("dead", 0) >= 1
+    assert 'pipeline_jobs_total{outcome="completed' in text
