@@ -17,7 +17,7 @@ export WHISPER_MODEL ?= tiny.en
 export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format services migrate system-deps prometheus speech models bench-pipeline replay-dlq deploy-check clean
+.PHONY: help run test lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline replay-dlq deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ deploy-check: venv prometheus services ## Check deploy/: compose file, promtool 
 replay-dlq: venv services ## List dead letters and move them back (QUEUE=name|all, LIMIT=N, DRY_RUN=1)
 	@$(PY) -m processing_service.replay --queue $(or $(QUEUE),all) $(if $(LIMIT),--limit $(LIMIT)) \
 		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
+
+bench-ingest: venv services ## Upload throughput, latency and memory of the ingest API -> bench/ingest.json
+	@$(PY) scripts/bench_ingest.py --out bench/ingest.json $(BENCH_ARGS)
 
 bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
 	@$(PY) scripts/bench_pipeline.py --out bench/pipeline.json $(BENCH_ARGS)
