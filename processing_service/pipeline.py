@@ -23,11 +23,12 @@ from contracts import (
     JobSubmitted,
     Message,
     ResultDocument,
+    SpeakerTurn,
     Stage,
     StageRequested,
     StageState,
 )
-from processing_service import analysis, audio, metrics, transcription
+from processing_service import analysis, audio, diarization, metrics, speakers, transcription
 from processing_service.config import Settings
 from processing_service.errors import InvalidMessage, StartedTooOften
 from processing_service.job_store import (
@@ -44,11 +45,6 @@ log = structlog.get_logger("processing.pipeline")
 
 #: Losing these fails the job; the others degrade to a warning.
 CRITICAL_STAGES = frozenset({Stage.SPLIT, Stage.TRANSCRIBE})
-
-#: What a job says about stages that are not built yet (never a silent success).
-NOT_YET_AVAILABLE = {
-    Stage.DIARIZE: "not available yet: segments carry no speaker",
-}
 
 
 def warning(stage: Stage, text: str) -> str:
@@ -221,14 +217,49 @@ class Pipeline:
 
     # -- diarize, analyze, notify ------------------------------------------------------
 
-    def placeholder(self, stage: Stage, message: StageRequested) -> None:
-        """A stage that is not built yet: record it as skipped, with a warning, and go on."""
+    def diarize(self, message: StageRequested) -> None:
+        """Who spoke when (pyannote.audio), merged into the transcript word by word."""
         job = self._job(message.job_id)
         if job is None:
             return
-        if job.stages[stage] not in DONE_STATES:
-            self.store.skip_stage(job.id, stage, warning(stage, NOT_YET_AVAILABLE[stage]))
-        self.send(Stage.ANALYZE, StageRequested(job_id=job.id, stage=Stage.ANALYZE.value))
+        if job.stages[Stage.DIARIZE] not in DONE_STATES:
+            self._begin(job.id, Stage.DIARIZE)
+            s = self.settings
+            diarizer = diarization.load_diarizer(
+                s.diarization_pipeline,
+                s.model_cache_dir,
+                hf_token=s.hf_token,
+                torch_threads=s.torch_threads,
+            )
+            audio_path = self._path(
+                (job.audio or {}).get("normalized_path", f"work/{job.id}/audio.wav")
+            )
+            options = job.options
+            started = time.perf_counter()
+            found = diarizer.diarize(
+                audio_path,
+                num_speakers=options.num_speakers,
+                min_speakers=options.min_speakers,
+                max_speakers=options.max_speakers,
+            )
+            seconds = time.perf_counter() - started
+            metrics.observe_audio(
+                Stage.DIARIZE, float((job.audio or {}).get("duration_s", 0)), seconds
+            )
+            attributed = speakers.attribute(
+                self.store.transcript(job.id),
+                [SpeakerTurn(t.start, t.end, t.speaker) for t in found],
+            )
+            self.store.save_attribution(
+                job.id, attributed.segments, attributed.speakers, attributed.turns
+            )
+            log.info(
+                "diarization done",
+                speakers=len(attributed.speakers),
+                turns=len(attributed.turns),
+                seconds=round(seconds, 2),
+            )
+        self._request(job, Stage.ANALYZE)
 
     def analyze(self, message: StageRequested) -> None:
         """Meeting notes from the (speaker-attributed) transcript; offline unless an LLM is set."""

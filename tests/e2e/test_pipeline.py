@@ -47,7 +47,7 @@ def test_speech_is_transcribed_and_rendered(
         assert {s["name"]: s["state"] for s in job["stages"]} == {
             "split": "succeeded",
             "transcribe": "succeeded",
-            "diarize": "skipped",
+            "diarize": "succeeded",
             "analyze": "succeeded",
             "notify": "succeeded",
         }
@@ -55,7 +55,6 @@ def test_speech_is_transcribed_and_rendered(
         assert job["audio"]["chunks"] == 1
         assert job["audio"]["sample_rate"] == 22050
         # The stages that are not built yet say so; nothing passes silently.
-        assert "diarize: not available yet: segments carry no speaker" in job["warnings"]
 
         result = client.get(f"/v1/jobs/{job_id}/result").json()
         txt = client.get(f"/v1/jobs/{job_id}/result", params={"format": "txt"})
@@ -68,16 +67,19 @@ def test_speech_is_transcribed_and_rendered(
     assert result["status"] == "completed"
     assert result["language"] == "en"
     assert result["duration_s"] == pytest.approx(job["audio"]["duration_s"])
-    assert result["speakers"] == []
+    assert [s["label"] for s in result["speakers"]] == ["SPEAKER_00"]
     assert result["analysis"]["summary"]
     words = [w for s in result["segments"] for w in s["words"]]
     assert len(words) >= 15
-    assert all(s["speaker"] is None for s in result["segments"])
+    assert {s["speaker"] for s in result["segments"]} == {"SPEAKER_00"}
     assert all(0 <= w["start"] <= w["end"] <= result["duration_s"] + 0.5 for w in words)
     assert [w["start"] for w in words] == sorted(w["start"] for w in words)
 
     assert txt.headers["content-type"].startswith("text/plain")
-    assert word_error_rate(SHORT_TEXT, txt.text) == pytest.approx(wer)
+    lines = txt.text.splitlines()
+    assert all(line.startswith("SPEAKER_00: ") for line in lines)
+    spoken = " ".join(line.removeprefix("SPEAKER_00: ") for line in lines)
+    assert word_error_rate(SHORT_TEXT, spoken) == pytest.approx(wer)
     cue = re.compile(r"^(\d+)\n(\d\d:\d\d:\d\d,\d\d\d) --> (\d\d:\d\d:\d\d,\d\d\d)\n(.+)$")
     blocks = srt.text.strip().split("\n\n")
     assert len(blocks) == len(result["segments"])

