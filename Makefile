@@ -17,7 +17,7 @@ export WHISPER_MODEL ?= tiny.en
 export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline replay-dlq deploy-check clean
+.PHONY: help run test lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline bench-diarize replay-dlq deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench-ingest: venv services ## Upload throughput, latency and memory of the inge
 
 bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
 	@$(PY) scripts/bench_pipeline.py --out bench/pipeline.json $(BENCH_ARGS)
+
+bench-diarize: venv system-deps models ## Diarization RTF, DER and peak RSS on a generated 10 min conversation -> bench/diarize.json
+	@$(PY) scripts/bench_diarize.py --out bench/diarize.json $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and local storage
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
