@@ -229,6 +229,8 @@ class Pipeline:
                 s.diarization_pipeline,
                 s.model_cache_dir,
                 hf_token=s.hf_token,
+                segmentation_step=s.diarization_segmentation_step,
+                block_s=s.diarization_block_s,
                 torch_threads=s.torch_threads,
             )
             audio_path = self._path(

@@ -1,0 +1,52 @@
+"""The processing workers' settings, read from an environment mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import Stage
+from processing_service.config import MAX_HELD_MS, ConfigError, Settings
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.diarization_segmentation_step == 0.33
+    assert settings.diarization_block_s == 1800.0
+    assert all(p.time_limit_ms <= MAX_HELD_MS for p in settings.policies.values())
+
+
+def test_environment_overrides() -> None:
+    settings = Settings.from_env(
+        {
+            "DIARIZATION_SEGMENTATION_STEP": "0.1",
+            "DIARIZATION_BLOCK_S": "0",
+            "DIARIZE_TIME_LIMIT_S": "1200",
+            "DIARIZE_MAX_RETRIES": "0",
+            "HF_TOKEN": "hf_secret",
+        }
+    )
+    assert settings.diarization_segmentation_step == 0.1
+    assert settings.diarization_block_s == 0.0  # never split
+    assert settings.policies[Stage.DIARIZE].time_limit_ms == 1_200_000
+    assert settings.policies[Stage.DIARIZE].max_retries == 0
+    assert "hf_secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DIARIZATION_SEGMENTATION_STEP": "0"},
+        {"DIARIZATION_SEGMENTATION_STEP": "1.5"},
+        {"DIARIZATION_SEGMENTATION_STEP": "half"},
+        {"DIARIZATION_BLOCK_S": "30"},
+        {"DIARIZATION_BLOCK_S": "-1"},
+        {"DIARIZE_TIME_LIMIT_S": "3600"},
+        {"CHUNK_OVERLAP_S": "400"},
+        {"TORCH_THREADS": "1.5"},
+    ],
+)
+def test_bad_values_are_named(env: dict[str, str]) -> None:
+    name = next(iter(env))
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env(env)
