@@ -132,6 +132,8 @@ class RssSampler:
     def __init__(self, root: int) -> None:
         self.root = root
         self.peak_mb = 0.0
+        #: The peak of each minute since the sampler started: the shape of memory over time.
+        self.per_minute_mb: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -144,9 +146,14 @@ class RssSampler:
         self._thread.join()
 
     def _run(self) -> None:
+        started = time.monotonic()
         while not self._stop.wait(0.2):
-            for pid in tree_pids(self.root):
-                self.peak_mb = max(self.peak_mb, rss_mb(pid))
+            now = max((rss_mb(pid) for pid in tree_pids(self.root)), default=0.0)
+            self.peak_mb = max(self.peak_mb, now)
+            minute = int((time.monotonic() - started) // 60)
+            while len(self.per_minute_mb) <= minute:
+                self.per_minute_mb.append(0.0)
+            self.per_minute_mb[minute] = max(self.per_minute_mb[minute], now)
 
 
 class Stack:
@@ -315,8 +322,11 @@ def main() -> int:
         with Stack(work, args.model, args.threads) as stack:
             stack.run_job(warm, 600)  # loads the model, compiles numba
             for round_no in range(args.rounds):
-                bare = bare_transcribe(args.model, args.threads, files, warm)
                 for path in files:
+                    # Each file's bare run right before its pipeline run, so that both
+                    # sides of a ratio see the same machine (it may be shared).
+                    load_before = os.getloadavg()[0]
+                    bare = bare_transcribe(args.model, args.threads, [path], warm)
                     with RssSampler(stack.worker_pid) as rss:
                         wall, job = stack.run_job(path, 3600)
                     assert job["status"] == "completed", job
@@ -331,6 +341,7 @@ def main() -> int:
                         "overhead_ratio": round(to_transcript / bare[path.name], 3),
                         "stage_seconds": stage_seconds(job),
                         "worker_peak_rss_mb": round(rss.peak_mb),
+                        "load_avg_1m_before": round(load_before, 2),
                     }
                     results["comparisons"].append(row)
                     print(json.dumps(row), flush=True)
@@ -338,13 +349,18 @@ def main() -> int:
                 long_file = make_recording(work, args.long_minutes * 60, "long")
                 with RssSampler(stack.worker_pid) as rss:
                     wall, job = stack.run_job(long_file, 4 * 3600)
+                document = httpx.get(f"{stack.url}/v1/jobs/{job['id']}/result", timeout=60).json()
                 results["long"] = {
                     "audio_s": round(duration(long_file), 1),
                     "status": job["status"],
                     "chunks": (job.get("audio") or {}).get("chunks"),
                     "pipeline_s": round(wall, 1),
                     "real_time_factor": round(wall / duration(long_file), 3),
+                    "stage_seconds": stage_seconds(job),
+                    "speakers_found": len(document.get("speakers") or []),
+                    "warnings": document.get("warnings"),
                     "worker_peak_rss_mb": round(rss.peak_mb),
+                    "worker_rss_mb_per_minute": [round(x) for x in rss.per_minute_mb],
                 }
                 print(json.dumps(results["long"]), flush=True)
     out = REPO / args.out
