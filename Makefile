@@ -79,7 +79,7 @@ bench-ingest: venv services ## Upload throughput, latency and memory of the inge
 bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
 	@$(PY) scripts/bench_pipeline.py --out bench/pipeline.json $(BENCH_ARGS)
 
-bench-diarize: venv system-deps models services ## Diarization RTF and peak RSS on a generated 10 min conversation -> bench/diarize.json
+bench-diarize: venv system-deps models ## Diarization RTF, DER and peak RSS per segmentation step on a generated 10 min conversation -> bench/diarize.json
 	@$(PY) scripts/bench_diarize.py --out bench/diarize.json $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and local storage
