@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import REPO_ROOT, IngestServer, IsolatedEnv, Worker
+from tests.models import MODEL_CACHE_DIR
+from tests.servers import IngestServer, IsolatedEnv, Worker
 from tests.speech import concatenate, speak
-
-MODEL_CACHE_DIR = Path(os.environ.get("MODEL_CACHE_DIR", REPO_ROOT / ".cache" / "models"))
 
 SHORT_TEXT = (
     "Good morning everyone. The quarterly budget review starts at ten o'clock tomorrow, "

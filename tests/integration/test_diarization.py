@@ -8,10 +8,7 @@ the module); the hint tests run their own calls. About 40 s on 2 cores when idle
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,10 +28,10 @@ from processing_service.diarization import (
 )
 from tests.der import diarization_error_rate
 from tests.diarization_audio import Conversation, conversation
+from tests.models import MODEL_CACHE_DIR, provision
 
 pytestmark = pytest.mark.models
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # Measured DER (no collar) on these clips: 0.044, 0.044, 0.044 (2, 3, 4 voices) at the
 # default segmentation step 0.33; pyannote's own step 0.1 gives 0.045, 0.043, 0.042 and
 # step 0.5 gives 0.045, 0.045, 0.101. About 0.035 of each is missed speech: the
@@ -48,20 +45,8 @@ MAX_DER = {2: 0.10, 3: 0.10, 4: 0.10}
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
     """The weights' cache root, provisioned by the CLI (as ``make models`` does)."""
-    cache = Path(os.environ.get("MODEL_CACHE_DIR", ".cache/models"))
-    cache = cache if cache.is_absolute() else REPO_ROOT / cache
-    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    result = subprocess.run(
-        [sys.executable, "-m", "processing_service.diarization", "--cache-dir", str(cache)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": pythonpath},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    paths = [Path(line) for line in result.stdout.split()]
+    paths = [Path(line) for line in provision("processing_service.diarization")]
+    cache = MODEL_CACHE_DIR
     assert paths == [cache / "pyannote" / SEGMENTATION.target, cache / "pyannote" / CAMPPLUS.target]
     return cache
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 import gzip
 import itertools
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ pytest.importorskip("torch")
 pytest.importorskip("whisper")
 
 from processing_service.whisper_weights import load_whisper_checkpoint  # noqa: E402
+from tests.models import MODEL_CACHE_DIR, provision  # noqa: E402
 from tests.wer import word_error_rate  # noqa: E402
 
 pytestmark = [
@@ -32,7 +31,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:unclosed file:ResourceWarning"),
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SENTENCE = (
     "Please send the final project report to the whole team before the end of the week "
     "so everyone can review it."
@@ -59,29 +57,8 @@ TINY_EN_DIMS = {
 @pytest.fixture(scope="session")
 def tiny_en_checkpoint() -> Path:
     """Path of the converted tiny.en checkpoint, built by the CLI when missing."""
-    cache = Path(os.environ.get("MODEL_CACHE_DIR", ".cache/models"))
-    cache = cache if cache.is_absolute() else REPO_ROOT / cache
-    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "processing_service.whisper_weights",
-            "--model",
-            "tiny.en",
-            "--cache-dir",
-            str(cache),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": pythonpath},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    path = Path(result.stdout.strip().splitlines()[-1])
-    assert path == cache / "whisper" / "tiny.en.pt"
+    path = Path(provision("processing_service.whisper_weights", "--model", "tiny.en")[-1])
+    assert path == MODEL_CACHE_DIR / "whisper" / "tiny.en.pt"
     assert path.is_file()
     return path
 
