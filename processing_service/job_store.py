@@ -327,15 +327,22 @@ class JobStore:
 
         self._run(q)
 
-    def degrade(self, job_id: str, stage: Stage, error: str, warning: str) -> None:
-        """An optional stage gave up: the job goes on without its output, with a warning."""
+    def degrade(
+        self,
+        job_id: str,
+        stage: Stage,
+        error: str,
+        warning: str,
+        state: StageState = StageState.DEAD,
+    ) -> None:
+        """An optional stage gave up (or was skipped): the job goes on without its output."""
 
         async def q(conn: asyncpg.Connection) -> None:
             jid = uuid.UUID(job_id)
             if not await conn.fetchval(_LOCK_LIVE_JOB, jid):
                 return
             await conn.execute(_ADD_WARNING, jid, warning)
-            await self._finish(conn, jid, stage, StageState.DEAD, error)
+            await self._finish(conn, jid, stage, state, error)
 
         self._run(q)
 

@@ -222,9 +222,25 @@ class Pipeline:
         job = self._job(message.job_id)
         if job is None:
             return
+        s = self.settings
+        duration_s = float((job.audio or {}).get("duration_s", 0))
+        if job.stages[Stage.DIARIZE] not in DONE_STATES and (
+            0 < s.diarization_max_duration_s < duration_s
+        ):
+            # It would run past the stage's time limit, retry and give up anyway, holding
+            # the heavy worker for hours: skip it at once, keeping the transcript.
+            reason = (
+                f"the recording lasts {duration_s:.0f} s, longer than"
+                f" DIARIZATION_MAX_DURATION_S ({s.diarization_max_duration_s:.0f} s)"
+            )
+            log.warning("diarization skipped", reason=reason)
+            self.store.clear_attribution(job.id)
+            self.store.degrade(
+                job.id, Stage.DIARIZE, reason, f"diarize: skipped: {reason}", StageState.SKIPPED
+            )
+            job = self.store.load_job(job.id) or job
         if job.stages[Stage.DIARIZE] not in DONE_STATES:
             self._begin(job.id, Stage.DIARIZE)
-            s = self.settings
             diarizer = diarization.load_diarizer(
                 s.diarization_pipeline,
                 s.model_cache_dir,
@@ -245,9 +261,7 @@ class Pipeline:
                 max_speakers=options.max_speakers,
             )
             seconds = time.perf_counter() - started
-            metrics.observe_audio(
-                Stage.DIARIZE, float((job.audio or {}).get("duration_s", 0)), seconds
-            )
+            metrics.observe_audio(Stage.DIARIZE, duration_s, seconds)
             attributed = speakers.attribute(
                 self.store.transcript(job.id),
                 [SpeakerTurn(t.start, t.end, t.speaker) for t in found],

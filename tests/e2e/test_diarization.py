@@ -132,3 +132,37 @@ def test_a_failed_diarization_leaves_a_completed_job_with_its_transcript(
     assert result["speakers"] == []
     assert {s["speaker"] for s in result["segments"]} == {None}
     assert result["warnings"] == job["warnings"]
+
+
+def test_a_recording_over_the_diarization_limit_completes_without_speakers_at_once(
+    failing_env: IsolatedEnv, tmp_path: Path, two_voices: Conversation
+) -> None:
+    server = IngestServer(
+        failing_env.environ(OUTBOX_POLL_INTERVAL_S="0.2"), tmp_path / "ingest.log"
+    )
+    # The limit is under the clip's length; the pipeline spec would fail if it were loaded.
+    limited = start_worker(
+        failing_env,
+        tmp_path / "worker.log",
+        DIARIZATION_MAX_DURATION_S="5",
+        DIARIZATION_PIPELINE=str(tmp_path / "never-loaded.yaml"),
+    )
+    try:
+        with server.client() as client:
+            job_id = upload(client, two_voices.wav, language="en")
+            job = wait_for_job(client, job_id)
+            result = client.get(f"/v1/jobs/{job_id}/result").json()
+    finally:
+        limited.stop()
+        server.stop()
+    assert job["status"] == "completed", job
+    diarize = stage(job, "diarize")
+    assert diarize["state"] == "skipped"
+    assert diarize["attempts"] == 0  # no model load, no retries
+    assert stage(job, "analyze")["state"] == "succeeded"
+    [warning] = [w for w in job["warnings"] if w.startswith("diarize:")]
+    assert warning.startswith("diarize: skipped: the recording lasts")
+    assert "DIARIZATION_MAX_DURATION_S (5 s)" in warning
+    assert result["text"]
+    assert result["speakers"] == []
+    assert {s["speaker"] for s in result["segments"]} == {None}

@@ -13,6 +13,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings == Settings()
     assert settings.diarization_segmentation_step == 0.33
     assert settings.diarization_block_s == 1800.0
+    assert settings.diarization_max_duration_s == 4 * 3600
     assert all(p.time_limit_ms <= MAX_HELD_MS for p in settings.policies.values())
 
 
@@ -21,6 +22,7 @@ def test_environment_overrides() -> None:
         {
             "DIARIZATION_SEGMENTATION_STEP": "0.1",
             "DIARIZATION_BLOCK_S": "0",
+            "DIARIZATION_MAX_DURATION_S": "0",
             "DIARIZE_TIME_LIMIT_S": "1200",
             "DIARIZE_MAX_RETRIES": "0",
             "HF_TOKEN": "hf_secret",
@@ -28,6 +30,7 @@ def test_environment_overrides() -> None:
     )
     assert settings.diarization_segmentation_step == 0.1
     assert settings.diarization_block_s == 0.0  # never split
+    assert settings.diarization_max_duration_s == 0.0  # no limit
     assert settings.policies[Stage.DIARIZE].time_limit_ms == 1_200_000
     assert settings.policies[Stage.DIARIZE].max_retries == 0
     assert "hf_secret" not in repr(settings)
@@ -41,6 +44,7 @@ def test_environment_overrides() -> None:
         {"DIARIZATION_SEGMENTATION_STEP": "half"},
         {"DIARIZATION_BLOCK_S": "30"},
         {"DIARIZATION_BLOCK_S": "-1"},
+        {"DIARIZATION_MAX_DURATION_S": "-5"},
         {"DIARIZE_TIME_LIMIT_S": "3600"},
         {"CHUNK_OVERLAP_S": "400"},
         {"TORCH_THREADS": "1.5"},
