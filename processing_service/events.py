@@ -7,6 +7,7 @@ transient: the message that wanted to publish is retried.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import msgspec
@@ -30,6 +31,7 @@ class EventPublisher:
     def _channel(self) -> BlockingChannel:
         channel: BlockingChannel | None = getattr(self._local, "channel", None)
         if channel is None or channel.is_closed:
+            self._drop()
             connection = pika.BlockingConnection(self._parameters)
             channel = connection.channel()
             channel.confirm_delivery()
@@ -37,20 +39,51 @@ class EventPublisher:
             self._local.connection, self._local.channel = connection, channel
         return channel
 
+    def _drop(self) -> None:
+        """Forget this thread's connection, closing it if it is still open."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = self._local.channel = None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                connection.close()
+
+    def close(self) -> None:
+        """Close the calling thread's connection (others close when their threads end)."""
+        self._drop()
+
     def publish(self, routing_key: str, event: Event) -> None:
-        """Publish and wait for RabbitMQ's confirm; raise TransientError on failure."""
+        """Publish and wait for RabbitMQ's confirm; raise TransientError on failure.
+
+        A thread's connection may sit idle between jobs long enough for the broker to
+        drop it (a BlockingConnection answers heartbeats only while it does I/O), so a
+        failure on a connection that was already open is retried once on a new one. A
+        publish that reached the broker unconfirmed may then arrive twice: consumers
+        deduplicate on the event's deterministic ``event_id`` (its message id).
+        """
+        reused = getattr(self._local, "channel", None) is not None
         try:
-            self._channel().basic_publish(
-                EVENTS_EXCHANGE,
-                routing_key,
-                _ENCODER.encode(event),
-                pika.BasicProperties(
-                    content_type="application/json",
-                    delivery_mode=pika.DeliveryMode.Persistent,
-                    message_id=event.event_id,
-                    type=type(event).__struct_config__.tag,
-                ),
-            )
+            self._publish(routing_key, event)
         except pika.exceptions.AMQPError as exc:
-            self._local.channel = None
-            raise TransientError(f"could not publish the {routing_key} event: {exc!r}") from exc
+            self._drop()
+            if not reused:
+                raise TransientError(f"could not publish the {routing_key} event: {exc!r}") from exc
+            try:
+                self._publish(routing_key, event)
+            except pika.exceptions.AMQPError as again:
+                self._drop()
+                raise TransientError(
+                    f"could not publish the {routing_key} event: {again!r}"
+                ) from again
+
+    def _publish(self, routing_key: str, event: Event) -> None:
+        self._channel().basic_publish(
+            EVENTS_EXCHANGE,
+            routing_key,
+            _ENCODER.encode(event),
+            pika.BasicProperties(
+                content_type="application/json",
+                delivery_mode=pika.DeliveryMode.Persistent,
+                message_id=event.event_id,
+                type=type(event).__struct_config__.tag,
+            ),
+        )
