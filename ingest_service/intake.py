@@ -124,7 +124,17 @@ class _FormReader:
         if segment.name != FILE_FIELD:
             if segment.name in self.fields:
                 raise InvalidRequest(f"form field {segment.name!r} appears twice")
-            self.fields[segment.name] = self._text.decode(segment.charset or "utf-8")
+            charset = segment.charset or "utf-8"
+            try:
+                self.fields[segment.name] = self._text.decode(charset)
+            except LookupError:
+                raise InvalidRequest(
+                    f"form field {segment.name!r}: unknown charset {charset!r}"
+                ) from None
+            except UnicodeDecodeError:
+                raise InvalidRequest(
+                    f"form field {segment.name!r} is not valid {charset}"
+                ) from None
         self._text = bytearray()
         self._segment = None
 

@@ -61,8 +61,11 @@ def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created_at, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        moment = datetime.fromisoformat(created_at)
+        # Postgres stores UTC: a time that cannot be converted to it is not ours either.
+        moment.astimezone(UTC)
+        return moment, uuid.UUID(job_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest("cursor is not one this API returned") from None
 
 

@@ -49,11 +49,14 @@ class ValidatedOptions:
 
 
 def _check_webhook_url(url: str) -> None:
-    parts = urlsplit(url)
+    message = f"webhook_url must be an absolute http(s) URL, got {url!r}"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number in 0-65535
+    except ValueError:
+        raise InvalidOptions(message, field="webhook_url") from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidOptions(
-            f"webhook_url must be an absolute http(s) URL, got {url!r}", field="webhook_url"
-        )
+        raise InvalidOptions(message, field="webhook_url")
 
 
 def _check_webhook_secret(secret: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -187,7 +188,17 @@ def test_listing_is_newest_first_with_keyset_pagination(ingest: IngestServer) ->
         assert {i["status"] for i in completed["items"]} <= {"completed"}
         assert not set(created) & {i["id"] for i in completed["items"]}
 
-        for bad in ({"status": "bogus"}, {"limit": "0"}, {"limit": "101"}, {"cursor": "!!"}):
+        # A well-formed cursor whose time cannot be converted to UTC (Postgres' zone).
+        out_of_range = base64.urlsafe_b64encode(
+            f"0001-01-01T00:00:00+01:00|{uuid.uuid4()}".encode()
+        ).decode()
+        for bad in (
+            {"status": "bogus"},
+            {"limit": "0"},
+            {"limit": "101"},
+            {"cursor": "!!"},
+            {"cursor": out_of_range},
+        ):
             response = client.get("/v1/jobs", params=bad)
             assert response.status_code == 400, (bad, response.text)
             assert response.headers["content-type"] == PROBLEM
@@ -211,6 +222,13 @@ def test_listing_is_newest_first_with_keyset_pagination(ingest: IngestServer) ->
         ({"file": ("a.wav", wav_bytes(0.1))}, {"metadata": "{not json"}, 422, "JSON object"),
         ({"file": ("a.wav", wav_bytes(0.1))}, {"webhook_url": "ftp://example.org/x"}, 422, "http"),
         ({"file": ("a.wav", wav_bytes(0.1))}, {"webhook_url": "not a url"}, 422, "http"),
+        ({"file": ("a.wav", wav_bytes(0.1))}, {"webhook_url": "http://[::1/h"}, 422, "http"),
+        (
+            {"file": ("a.wav", wav_bytes(0.1))},
+            {"webhook_url": "http://example.org:99999/h"},
+            422,
+            "http",
+        ),
         (
             {"file": ("a.wav", wav_bytes(0.1))},
             {"webhook_url": "http://127.0.0.1:9/h"},
@@ -311,3 +329,32 @@ def test_logs_are_json_with_request_and_job_ids(ingest: IngestServer) -> None:
         and entry.get("status") == 202
         for entry in lines
     )
+
+
+def test_a_form_field_in_an_unknown_charset_is_a_bad_request(
+    ingest: IngestServer, isolated_env: IsolatedEnv
+) -> None:
+    jobs_before = job_count(isolated_env)
+    boundary = "b0undary"
+    body = (
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="language"\r\n'
+            "Content-Type: text/plain; charset=x-bogus\r\n\r\n"
+            f"en\r\n--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + wav_bytes(0.1)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    with ingest.client() as client:
+        response = client.post(
+            "/v1/jobs",
+            content=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert "x-bogus" in response.json()["detail"]
+    assert job_count(isolated_env) == jobs_before
