@@ -139,9 +139,23 @@ class Notifier:
             "webhook attempt", delivery_id=delivery_id, status_code=attempt.status_code, state=state
         )
         if state == "pending":
-            delay = None if attempt.retry_after_s is None else int(attempt.retry_after_s * 1000)
-            raise WebhookRetry(f"webhook attempt failed: {attempt.error}", delay_ms=delay)
+            raise WebhookRetry(
+                f"webhook attempt failed: {attempt.error}",
+                delay_ms=self.retry_delay_ms(attempt.retry_after_s),
+            )
         return state
+
+    def retry_delay_ms(self, retry_after_s: float | None) -> int | None:
+        """The receiver's Retry-After, capped at notify's longest backoff.
+
+        Dramatiq uses an exception's delay as is, past the policy's bounds, and holds the
+        delayed message unacknowledged: a Retry-After of an hour would outlive RabbitMQ's
+        consumer timeout and get the message redelivered while it waits.
+        """
+        if retry_after_s is None:
+            return None
+        longest = self.settings.policies[Stage.NOTIFY].max_backoff_ms
+        return min(int(retry_after_s * 1000), longest)
 
     def give_up(self, job_id: str, error: str) -> None:
         """The last notify attempt failed: settle the job and bury the delivery."""
