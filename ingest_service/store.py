@@ -166,6 +166,10 @@ async def fetch_result(pool: asyncpg.Pool, job_id: uuid.UUID) -> str | None:
 
 #: Stages that re-diarization runs again, and whose warnings it clears.
 REDIARIZED_STAGES = (Stage.DIARIZE, Stage.ANALYZE, Stage.NOTIFY)
+_SETTLED_STAGE_STATES = frozenset(
+    state.value
+    for state in (StageState.SUCCEEDED, StageState.SKIPPED, StageState.FAILED, StageState.DEAD)
+)
 
 
 async def request_rediarization(
@@ -180,6 +184,18 @@ async def request_rediarization(
         status = await conn.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", job_id)
         if status != JobStatus.COMPLETED:
             return f"the job is {status}; only a completed job can be diarized again"
+        # A job is completed before its webhook is delivered. While notify still retries,
+        # its delayed message would finish the next generation early and drop its work.
+        notify = await conn.fetchval(
+            "SELECT state FROM job_stages WHERE job_id = $1 AND stage = $2",
+            job_id,
+            Stage.NOTIFY.value,
+        )
+        if notify not in _SETTLED_STAGE_STATES:
+            return (
+                "the job's webhook is still being delivered (notify is"
+                f" {notify}); try again when it has finished"
+            )
         if not await conn.fetchval(
             "SELECT transcript IS NOT NULL FROM job_results WHERE job_id = $1", job_id
         ):

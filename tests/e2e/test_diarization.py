@@ -84,7 +84,10 @@ def test_rediarizing_with_one_speaker_replaces_the_attribution(
 ) -> None:
     with ingest.client() as client:
         job_id = upload(client, two_voices.wav, language="en")
-        first = wait_for_job(client, job_id)
+        # Completed, and notified: a job can be diarized again once its notify has run.
+        first = wait_for_job(
+            client, job_id, lambda job: stage(job, "notify")["state"] in {"succeeded", "failed"}
+        )
         text = client.get(f"/v1/jobs/{job_id}/result").json()["text"]
         response = client.post(f"/v1/jobs/{job_id}/diarize", json={"num_speakers": 1})
         assert response.status_code == 202, response.text

@@ -131,6 +131,31 @@ def test_bad_hints_are_refused(
         assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"
 
 
+def test_a_job_whose_webhook_is_still_retrying_is_not_diarized_again(
+    ingest: IngestServer, isolated_env: IsolatedEnv
+) -> None:
+    job_id = completed_job(ingest, isolated_env)
+    # Completed, but notify's webhook got a 503 and waits for its next attempt.
+    query(
+        isolated_env.database_url,
+        "UPDATE job_stages SET state = 'running' WHERE job_id = $1 AND stage = 'notify'",
+        uuid.UUID(job_id),
+    )
+    with ingest.client() as client:
+        refused = client.post(f"/v1/jobs/{job_id}/diarize", json={"num_speakers": 2})
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"] == PROBLEM
+        assert "webhook is still being delivered" in refused.json()["detail"]
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"
+        query(
+            isolated_env.database_url,
+            "UPDATE job_stages SET state = 'dead' WHERE job_id = $1 AND stage = 'notify'",
+            uuid.UUID(job_id),
+        )
+        accepted = client.post(f"/v1/jobs/{job_id}/diarize", json={"num_speakers": 2})
+        assert accepted.status_code == 202, accepted.text
+
+
 def test_only_completed_jobs_can_be_diarized_again(ingest: IngestServer) -> None:
     with ingest.client() as client:
         queued = client.post("/v1/jobs", files={"file": ("a.wav", wav_bytes(0.2))}).json()["id"]
