@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
 
 from contracts import Stage
+from contracts.routing import SUBMIT_QUEUE
 from contracts.states import PIPELINE
 from processing_service.database import Database
 
@@ -45,6 +47,18 @@ class DeadLetterStore:
                 message_ids,
             )
             return {row["message_id"]: row["reason"] for row in rows}
+
+        return self._run(q)
+
+    def submission(self, job_id: str) -> Any:
+        """The payload of the job's original JobSubmitted message (from the outbox)."""
+
+        async def q(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchval(
+                "SELECT payload FROM outbox WHERE job_id = $1 AND queue = $2 ORDER BY id LIMIT 1",
+                uuid.UUID(job_id),
+                SUBMIT_QUEUE,
+            )
 
         return self._run(q)
 

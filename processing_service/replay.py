@@ -18,11 +18,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import dramatiq
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from contracts import Stage
-from contracts.routing import STAGE_QUEUES, dead_letter_queue
+from contracts.routing import STAGE_QUEUES, SUBMIT_ACTOR, SUBMIT_QUEUE, dead_letter_queue
 from processing_service.config import get_settings
 from processing_service.database import Database
 from processing_service.dead_letters import DeadLetterStore
@@ -135,8 +136,35 @@ def replay_queue(
         moved += 1
         print(f"  moved {message.message_id} (job {message.job_id or '-'}) to {queue}")
     channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)  # the ones left
+    if stage is Stage.TRANSCRIBE:
+        resend_chunks(channel, store, {m.job_id for m in to_move if m.job_id})
     channel.close()
     return moved
+
+
+def resend_chunks(channel: BlockingChannel, store: DeadLetterStore, job_ids: set[str]) -> None:
+    """Have split send again every chunk of these jobs that has no transcript.
+
+    When a chunk died and failed its job, the job's other chunks that were still queued
+    were dropped as belonging to a finished job; the replayed chunk alone would leave the
+    fan-in waiting for them forever. Split re-sends exactly the missing chunks (a chunk
+    sent twice is transcribed once: the actor skips a chunk that has its transcript).
+    """
+    for job_id in sorted(job_ids):
+        payload = store.submission(job_id)
+        if payload is None:
+            continue
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=SUBMIT_QUEUE, actor_name=SUBMIT_ACTOR, args=(payload,), kwargs={}, options={}
+        )
+        channel.basic_publish(
+            "",
+            SUBMIT_QUEUE,
+            message.encode(),
+            pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+            mandatory=True,
+        )
+        print(f"  asked split to re-send the untranscribed chunks of job {job_id}")
 
 
 def main(argv: list[str] | None = None) -> int:

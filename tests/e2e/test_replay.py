@@ -13,7 +13,7 @@ import pytest
 
 from contracts.routing import dead_letter_queue
 from tests.conftest import isolated
-from tests.e2e.conftest import stage, start_worker, upload, wait_for_job
+from tests.e2e.conftest import stage, start_worker, upload, wait_for_job, worker_env
 from tests.integration.helpers import query
 from tests.servers import REPO_ROOT, IngestServer, IsolatedEnv, Worker
 
@@ -132,3 +132,67 @@ def test_dead_letters_are_recorded_listed_and_replayed(
     finally:
         if worker is not None:
             worker.stop()
+
+
+def test_replaying_a_dead_chunk_brings_back_the_chunks_its_failure_dropped(
+    ingest: IngestServer, replay_env: IsolatedEnv, long_speech: Path, tmp_path: Path
+) -> None:
+    env = replay_env
+    light = Worker(worker_env(env), tmp_path / "light.log", pool="light")
+    heavy: Worker | None = None
+    try:
+        with ingest.client() as client:
+            job_id = upload(client, long_speech, language="en")
+            # Split only (no heavy pool yet): the chunk messages wait in the queue.
+            job = wait_for_job(client, job_id, lambda j: stage(j, "split")["state"] == "succeeded")
+            chunks = query(
+                env.database_url,
+                "SELECT idx, audio_path FROM job_chunks WHERE job_id = $1 ORDER BY idx",
+                uuid.UUID(job_id),
+            )
+            assert len(chunks) >= 3, chunks
+            first = env.storage_dir / chunks[0][1]
+            shutil.move(first, tmp_path / "chunk0.wav")
+            # Chunk 0 dies at once and fails the job; the other chunks, consumed after it,
+            # are dropped as belonging to a finished job.
+            heavy = Worker(
+                worker_env(env, TRANSCRIBE_MAX_RETRIES="0"), tmp_path / "heavy.log", "heavy"
+            )
+            assert wait_for_job(client, job_id)["status"] == "failed"
+            wait_for_job(
+                client, job_id, lambda _: queue_depth(env, "transcribe") == 0, timeout_s=60
+            )
+            untranscribed = query(
+                env.database_url,
+                "SELECT count(*) FROM job_chunks WHERE job_id = $1 AND transcript IS NULL",
+                uuid.UUID(job_id),
+            )[0][0]
+            assert untranscribed == len(chunks)  # chunks 1.. were never transcribed
+
+            shutil.move(tmp_path / "chunk0.wav", first)
+            moved = replay(env, QUEUE="transcribe")
+            assert f"(job {job_id}) to transcribe" in moved
+            assert f"re-send the untranscribed chunks of job {job_id}" in moved
+            job = wait_for_job(client, job_id)
+        assert job["status"] == "completed", job
+        assert stage(job, "transcribe")["state"] == "succeeded"
+        result = query(
+            env.database_url,
+            "SELECT document->>'text' FROM job_results WHERE job_id = $1",
+            uuid.UUID(job_id),
+        )[0][0]
+        assert "planning meeting" in result.lower()
+        assert "two more people" in result.lower()  # the last chunk's words are there
+    finally:
+        light.stop()
+        if heavy is not None:
+            heavy.stop()
+
+
+def queue_depth(env: IsolatedEnv, queue: str) -> int:
+    conn = pika.BlockingConnection(pika.URLParameters(env.amqp_url))
+    try:
+        count: int = conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()
+    return count
