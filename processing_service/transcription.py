@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from contracts import Segment, Word
+from processing_service.errors import UploadMissing
 
 _models: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -69,6 +70,8 @@ def transcribe_file(
     """Transcribe one audio file; times in the result are shifted by `offset_s`."""
     import whisper  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
 
+    if not path.exists():  # else the reason would be ffmpeg's whole banner
+        raise UploadMissing(f"the chunk {path.name} is not in storage")
     audio = whisper.load_audio(str(path))
     result = model.transcribe(
         audio,

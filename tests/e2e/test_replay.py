@@ -158,7 +158,9 @@ def test_replaying_a_dead_chunk_brings_back_the_chunks_its_failure_dropped(
             heavy = Worker(
                 worker_env(env, TRANSCRIBE_MAX_RETRIES="0"), tmp_path / "heavy.log", "heavy"
             )
-            assert wait_for_job(client, job_id)["status"] == "failed"
+            failed = wait_for_job(client, job_id)
+            assert failed["status"] == "failed"
+            assert "chunk-0000.wav is not in storage" in failed["error"], failed["error"]
             wait_for_job(
                 client, job_id, lambda _: queue_depth(env, "transcribe") == 0, timeout_s=60
             )
