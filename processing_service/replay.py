@@ -147,8 +147,8 @@ def resend_chunks(channel: BlockingChannel, store: DeadLetterStore, job_ids: set
 
     When a chunk died and failed its job, the job's other chunks that were still queued
     were dropped as belonging to a finished job; the replayed chunk alone would leave the
-    fan-in waiting for them forever. Split re-sends exactly the missing chunks (a chunk
-    sent twice is transcribed once: the actor skips a chunk that has its transcript).
+    fan-in waiting for them forever. Split re-sends exactly the missing chunks; the copy
+    of a chunk that comes second finds its transcript saved and skips it.
     """
     for job_id in sorted(job_ids):
         payload = store.submission(job_id)
