@@ -97,6 +97,11 @@ class DeadLetterStore:
                     jid,
                     [stage.value, *later],
                 )
+            if stage is Stage.TRANSCRIBE:
+                await conn.execute(
+                    "UPDATE job_chunks SET attempts = 0 WHERE job_id = $1 AND transcript IS NULL",
+                    jid,
+                )
             # A replay starts the stage's attempts afresh (dead_letters keeps the history).
             await conn.execute(
                 "UPDATE job_stages SET state = 'queued', error = NULL, finished_at = NULL,"

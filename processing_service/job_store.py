@@ -215,6 +215,22 @@ class JobStore:
 
         self._run(q)
 
+    def start_chunk(self, job_id: str, index: int) -> int:
+        """Count a start of one chunk's transcription (and of the stage); the chunk's count."""
+
+        async def q(conn: asyncpg.Connection) -> int:
+            attempts: int = await conn.fetchval(
+                "UPDATE job_chunks SET attempts = attempts + 1 WHERE job_id = $1 AND idx = $2"
+                " RETURNING attempts",
+                uuid.UUID(job_id),
+                index,
+            )
+            return attempts
+
+        started = self._run(q)
+        self.start_stage(job_id, Stage.TRANSCRIBE)
+        return started
+
     def save_chunk_transcript(self, job_id: str, index: int, transcript: Any) -> None:
         async def q(conn: asyncpg.Connection) -> None:
             await conn.execute(

@@ -81,7 +81,8 @@ class Pipeline:
     def _begin(self, job_id: str, stage: Stage) -> None:
         """Count an attempt; refuse a message that keeps killing its worker.
 
-        Transcribe is exempt: its attempts count every chunk of the job.
+        Transcribe is exempt: its attempts count every chunk of the job (each chunk's own
+        starts are checked in ``transcribe``).
         """
         attempts = self.store.start_stage(job_id, stage)
         if stage is not Stage.TRANSCRIBE and self.settings.policies[stage].started_too_often(
@@ -159,7 +160,9 @@ class Pipeline:
         if chunk is None:
             raise InvalidMessage(f"job {job.id} has no chunk {message.chunk_index}")
         if chunk.transcript is None:
-            self.store.start_stage(job.id, Stage.TRANSCRIBE)
+            attempts = self.store.start_chunk(job.id, chunk.index)
+            if self.settings.policies[Stage.TRANSCRIBE].started_too_often(attempts):
+                raise StartedTooOften(f"transcribe of chunk {chunk.index}", attempts)
             s = self.settings
             model = transcription.get_model(s.whisper_model, s.model_cache_dir, s.torch_threads)
             started = time.perf_counter()

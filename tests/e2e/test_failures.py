@@ -12,7 +12,7 @@ import pika
 import pytest
 
 from contracts.routing import SUBMIT_QUEUE, dead_letter_queue
-from tests.e2e.conftest import SHORT_TEXT, stage, start_worker, upload, wait_for_job
+from tests.e2e.conftest import SHORT_TEXT, stage, start_worker, upload, wait_for_job, worker_env
 from tests.integration.helpers import query
 from tests.servers import IngestServer, IsolatedEnv, Worker
 from tests.wer import word_error_rate
@@ -202,3 +202,36 @@ def test_a_message_that_keeps_killing_its_worker_is_given_up(
     assert job["status"] == "failed"
     assert "split was started 7 times without finishing" in job["error"]
     assert stage(job, "split")["state"] == "dead"
+
+
+def test_a_chunk_that_keeps_killing_its_worker_is_given_up(
+    ingest: IngestServer,
+    isolated_env: IsolatedEnv,
+    long_speech: Path,
+    workers: list[Worker],
+    logs: Path,
+) -> None:
+    # Split only (light pool): the chunk messages wait for a heavy pool.
+    workers.append(Worker(worker_env(isolated_env), logs / "light.log", pool="light"))
+    with ingest.client() as client:
+        job_id = upload(client, long_speech)
+        wait_for_job(client, job_id, lambda j: stage(j, "split")["state"] == "succeeded")
+        # As if chunk 1 had started 6 times and its worker died each time. The stage's
+        # own attempts count every chunk, so only the chunk's count can tell:
+        # TRANSCRIBE_MAX_RETRIES=3 allows 4 starts, plus 2 deaths.
+        query(
+            isolated_env.database_url,
+            "UPDATE job_chunks SET attempts = 6 WHERE job_id = $1::uuid AND idx = 1",
+            job_id,
+        )
+        workers.append(Worker(worker_env(isolated_env), logs / "heavy.log", pool="heavy"))
+        job = wait_for_job(client, job_id, timeout_s=120)
+    assert job["status"] == "failed"
+    assert "transcribe of chunk 1 was started 7 times without finishing" in job["error"]
+    assert stage(job, "transcribe")["state"] == "dead"
+    chunks = query(
+        isolated_env.database_url,
+        "SELECT idx, attempts FROM job_chunks WHERE job_id = $1::uuid ORDER BY idx",
+        job_id,
+    )
+    assert [tuple(row) for row in chunks][:2] == [(0, 1), (1, 7)]
