@@ -311,19 +311,6 @@ class JobStore:
 
         self._run(q)
 
-    def clear_attribution(self, job_id: str) -> None:
-        """Back to the transcript as transcribed: no speakers (after diarization failed)."""
-
-        async def q(conn: asyncpg.Connection) -> None:
-            await conn.execute(
-                "UPDATE job_results SET document = document || jsonb_build_object("
-                " 'segments', transcript, 'speakers', '[]'::jsonb, 'turns', '[]'::jsonb),"
-                " updated_at = now() WHERE job_id = $1 AND transcript IS NOT NULL",
-                uuid.UUID(job_id),
-            )
-
-        self._run(q)
-
     def add_warning(self, job_id: str, warning: str) -> None:
         async def q(conn: asyncpg.Connection) -> None:
             await conn.execute(_ADD_WARNING, uuid.UUID(job_id), warning)
@@ -350,17 +337,35 @@ class JobStore:
         error: str,
         warning: str,
         state: StageState = StageState.DEAD,
-    ) -> None:
-        """An optional stage gave up (or was skipped): the job goes on without its output."""
+    ) -> bool:
+        """An optional stage gave up (or was skipped): the job goes on without its output.
 
-        async def q(conn: asyncpg.Connection) -> None:
+        False, and nothing changed, when the job has ended or the stage has already
+        succeeded (a duplicate of its message failing late must not undo that). A
+        diarize that gives up also resets the result to the transcript as transcribed.
+        """
+
+        async def q(conn: asyncpg.Connection) -> bool:
             jid = uuid.UUID(job_id)
             if not await conn.fetchval(_LOCK_LIVE_JOB, jid):
-                return
+                return False
+            current = await conn.fetchval(
+                "SELECT state FROM job_stages WHERE job_id = $1 AND stage = $2", jid, stage.value
+            )
+            if current in {s.value for s in DONE_STATES}:
+                return False
+            if stage is Stage.DIARIZE:
+                await conn.execute(
+                    "UPDATE job_results SET document = document || jsonb_build_object("
+                    " 'segments', transcript, 'speakers', '[]'::jsonb, 'turns', '[]'::jsonb),"
+                    " updated_at = now() WHERE job_id = $1 AND transcript IS NOT NULL",
+                    jid,
+                )
             await conn.execute(_ADD_WARNING, jid, warning)
             await self._finish(conn, jid, stage, state, error)
+            return True
 
-        self._run(q)
+        return self._run(q)
 
     def fail_job(self, job_id: str, stage: Stage, error: str, state: StageState) -> bool:
         """A critical stage gave up: fail the job. True if this call changed its status."""

@@ -237,7 +237,6 @@ class Pipeline:
                 f" DIARIZATION_MAX_DURATION_S ({s.diarization_max_duration_s:.0f} s)"
             )
             log.warning("diarization skipped", reason=reason)
-            self.store.clear_attribution(job.id)
             self.store.degrade(
                 job.id, Stage.DIARIZE, reason, f"diarize: skipped: {reason}", StageState.SKIPPED
             )
@@ -320,9 +319,6 @@ class Pipeline:
                 self.send(Stage.NOTIFY, StageRequested(job_id=job_id, stage=Stage.NOTIFY.value))
         elif stage is Stage.NOTIFY:
             self.notifier.give_up(job_id, error)
-        else:
-            if stage is Stage.DIARIZE:
-                self.store.clear_attribution(job_id)
-            self.store.degrade(job_id, stage, error, warning(stage, f"failed: {error}"))
+        elif self.store.degrade(job_id, stage, error, warning(stage, f"failed: {error}")):
             following = Stage.ANALYZE if stage is Stage.DIARIZE else Stage.NOTIFY
             self.send(following, StageRequested(job_id=job_id, stage=following.value))

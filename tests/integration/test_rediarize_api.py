@@ -164,3 +164,46 @@ def test_only_completed_jobs_can_be_diarized_again(ingest: IngestServer) -> None
         assert "queued" in response.json()["detail"]
         assert client.post(f"/v1/jobs/{uuid.uuid4()}/diarize", json={}).status_code == 404
         assert client.get(f"/v1/jobs/{queued}/result", params={"format": "rttm"}).status_code == 409
+
+
+def test_a_late_failure_of_a_duplicate_diarize_keeps_the_speakers(
+    ingest: IngestServer, isolated_env: IsolatedEnv
+) -> None:
+    from contracts import Stage  # noqa: PLC0415
+    from processing_service.database import Database  # noqa: PLC0415
+    from processing_service.job_store import JobStore  # noqa: PLC0415
+
+    job_id = completed_job(ingest, isolated_env)
+    jid = uuid.UUID(job_id)
+    # Still running (analyze next), diarize has succeeded: a duplicate diarize message
+    # that now fails for the last time must not undo it.
+    query(isolated_env.database_url, "UPDATE jobs SET status = 'processing' WHERE id = $1", jid)
+    store = JobStore(Database(isolated_env.database_url))
+
+    def speakers() -> object:
+        return query(
+            isolated_env.database_url,
+            "SELECT document->'speakers' FROM job_results WHERE job_id = $1",
+            jid,
+        )[0][0]
+
+    before = speakers()
+    assert not store.degrade(job_id, Stage.DIARIZE, "late", "diarize: failed: late")
+    assert speakers() == before != "[]"
+    job = store.load_job(job_id)
+    assert job is not None
+    assert job.stages[Stage.DIARIZE].value == "succeeded"
+
+    # The same failure while diarize has not succeeded is a real one.
+    query(
+        isolated_env.database_url,
+        "UPDATE job_stages SET state = 'running' WHERE job_id = $1 AND stage = 'diarize'",
+        jid,
+    )
+    assert store.degrade(job_id, Stage.DIARIZE, "boom", "diarize: failed: boom")
+    assert speakers() == "[]"
+    job = store.load_job(job_id)
+    assert job is not None
+    assert job.stages[Stage.DIARIZE].value == "dead"
+    warnings = query(isolated_env.database_url, "SELECT warnings FROM jobs WHERE id = $1", jid)
+    assert "diarize: failed: boom" in warnings[0][0]
