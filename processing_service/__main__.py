@@ -1,4 +1,4 @@
-"""`python -m processing_service [--pool all|light|heavy]`: run Dramatiq worker pools.
+"""`python -m processing_service [--pool all|light|heavy] [--stages ...]`: run worker pools.
 
 The light pool (split, analyze, notify) runs several threads; the heavy pool (transcribe,
 diarize) runs one model per process and prefetches one message at a time, so a busy
@@ -28,8 +28,13 @@ POOLS: dict[str, tuple[Stage, ...]] = {
 
 
 def pool_command(
-    pool: str, settings: Settings, processes: int | None, threads: int | None
+    pool: str,
+    settings: Settings,
+    processes: int | None,
+    threads: int | None,
+    stages: tuple[Stage, ...] | None = None,
 ) -> list[str]:
+    """The dramatiq command line of one pool, consuming `stages` (default: all of the pool's)."""
     heavy = pool == "heavy"
     return [
         sys.executable,
@@ -42,8 +47,24 @@ def pool_command(
         "--threads",
         str(threads or (settings.heavy_threads if heavy else settings.light_threads)),
         "--queues",
-        *(STAGE_QUEUES[stage] for stage in POOLS[pool]),
+        *(STAGE_QUEUES[stage] for stage in (stages or POOLS[pool])),
     ]
+
+
+def parse_stages(pool: str, raw: str | None) -> tuple[Stage, ...] | None:
+    """``--stages`` as stages of ``pool``; a clear error names what the pool can run."""
+    if not raw:
+        return None
+    if pool == "all":
+        raise ValueError("--stages needs --pool light or --pool heavy")
+    allowed = {stage.value: stage for stage in POOLS[pool]}
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        raise ValueError(
+            f"--stages: {', '.join(unknown) or raw!r} not in the {pool} pool ({', '.join(allowed)})"
+        )
+    return tuple(allowed[name] for name in dict.fromkeys(names))
 
 
 def main() -> int:
@@ -51,7 +72,17 @@ def main() -> int:
     parser.add_argument("--pool", choices=["all", "light", "heavy"], default="all")
     parser.add_argument("--processes", type=int, help="worker processes per pool")
     parser.add_argument("--threads", type=int, help="threads per worker process")
+    parser.add_argument(
+        "--stages",
+        help="comma-separated stages of the pool to consume (default: all of them), e.g."
+        " --pool heavy --stages diarize: one process per heavy stage, so a diarize message"
+        " never waits behind a long transcription",
+    )
     args = parser.parse_args()
+    try:
+        stages = parse_stages(args.pool, args.stages)
+    except ValueError as exc:
+        parser.error(str(exc))
     settings = get_settings()
     asyncio.run(apply_schema(settings.database_url))
 
@@ -72,7 +103,7 @@ def main() -> int:
             dramatiq_prom_host=settings.metrics_host,
             dramatiq_prom_port=str(port),
         )
-        command = pool_command(pool, settings, args.processes, args.threads)
+        command = pool_command(pool, settings, args.processes, args.threads, stages)
         children.append(subprocess.Popen(command, env=env))  # noqa: S603 - our own argv
 
     def forward(signum: int, _frame: FrameType | None) -> None:

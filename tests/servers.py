@@ -113,7 +113,7 @@ class IngestServer(ServiceProcess):
 class Worker(ServiceProcess):
     """The processing service's worker pools (`python -m processing_service`)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, pool: str = "all") -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, pool: str = "all", *args: str) -> None:
         # Free metrics ports, so that test workers never collide with each other or with
         # a `make run` on the same machine.
         self.metrics_ports = {
@@ -125,7 +125,7 @@ class Worker(ServiceProcess):
             "LIGHT_METRICS_PORT": str(self.metrics_ports["light"]),
             "HEAVY_METRICS_PORT": str(self.metrics_ports["heavy"]),
         }
-        super().__init__("processing_service", env, log_path, "--pool", pool)
+        super().__init__("processing_service", env, log_path, "--pool", pool, *args)
 
     def metrics(self, pool: str) -> str:
         """The pool's Prometheus exposition text."""
