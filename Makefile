@@ -17,7 +17,7 @@ export WHISPER_MODEL ?= tiny.en
 export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline bench-diarize replay-dlq deploy-check clean
+.PHONY: help run test unit lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline bench-diarize replay-dlq deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,10 +40,10 @@ speech: venv ## Install the CPU speech stack (torch, openai-whisper, pyannote.au
 	@bash scripts/install_speech_stack.sh $(PY)
 
 models: speech ## Provision Whisper and diarization weights offline into $(MODEL_CACHE_DIR)
-	@$(PY) -m processing_service.whisper_weights --model tiny.en --cache-dir $(MODEL_CACHE_DIR) >/dev/null
-	@case "$(WHISPER_MODEL)" in tiny.en|base) $(PY) -m processing_service.whisper_weights \
+	@$(PY) -m processing_service.transcribe.weights --model tiny.en --cache-dir $(MODEL_CACHE_DIR) >/dev/null
+	@case "$(WHISPER_MODEL)" in tiny.en|base) $(PY) -m processing_service.transcribe.weights \
 		--model $(WHISPER_MODEL) --cache-dir $(MODEL_CACHE_DIR) >/dev/null;; esac
-	@$(PY) -m processing_service.diarization --cache-dir $(MODEL_CACHE_DIR) >/dev/null
+	@$(PY) -m processing_service.diarize.weights --cache-dir $(MODEL_CACHE_DIR) >/dev/null
 
 services: ## Make sure RabbitMQ and Postgres answer on loopback; create the database
 	@bash scripts/ensure_services.sh
@@ -57,7 +57,10 @@ run: venv system-deps models migrate ## Set everything up, then run the ingest A
 test: venv system-deps prometheus models services ## Set everything up, then run the whole test suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff (lint + format check) and mypy --strict on the three packages
+unit: venv system-deps services ## The fast lane: unit tests and the in-process job state machine (no weights)
+	@$(PY) -m pytest tests/unit tests/statemachine $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint + format check) and mypy --strict on the four packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

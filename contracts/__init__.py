@@ -14,20 +14,31 @@ from contracts.messages import (
     JobOptions,
     JobSubmitted,
     Message,
+    SpeakerHints,
     StageRequested,
     decode_message,
     encode_message,
     message_from_builtins,
 )
-from contracts.result import Analysis, ResultDocument, Segment, Speaker, SpeakerTurn, Word
-from contracts.states import JobStatus, Stage, StageState
+from contracts.result import (
+    Analysis,
+    AudioFacts,
+    ResultDocument,
+    Segment,
+    Speaker,
+    SpeakerTurn,
+    Word,
+)
+from contracts.states import DeliveryState, JobStatus, Stage, StageState
 
 __all__ = [
     "MESSAGE_DECODER",
     "SCHEMA_VERSION",
     "Analysis",
+    "AudioFacts",
     "ChunkReady",
     "ContractError",
+    "DeliveryState",
     "JobOptions",
     "JobStatus",
     "JobSubmitted",
@@ -35,6 +46,7 @@ __all__ = [
     "ResultDocument",
     "Segment",
     "Speaker",
+    "SpeakerHints",
     "SpeakerTurn",
     "Stage",
     "StageRequested",

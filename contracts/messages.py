@@ -28,15 +28,16 @@ class ContractError(ValueError):
     """A payload does not match any message contract; the text says why."""
 
 
-class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """What the client asked for with the upload."""
+class SpeakerHints(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the client says about the number of speakers; an omitted hint means none.
 
-    language: LanguageCode | None = None
+    The body of `POST /v1/jobs/{id}/diarize`, the speaker part of `JobOptions`, and what
+    the diarize stage is given.
+    """
+
     num_speakers: SpeakerCount | None = None
     min_speakers: SpeakerCount | None = None
     max_speakers: SpeakerCount | None = None
-    webhook_url: str | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (
@@ -50,6 +51,33 @@ class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
             or (self.max_speakers is not None and self.num_speakers > self.max_speakers)
         ):
             raise ValueError("num_speakers must lie between min_speakers and max_speakers")
+
+
+class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """What the client asked for with the upload."""
+
+    language: LanguageCode | None = None
+    num_speakers: SpeakerCount | None = None
+    min_speakers: SpeakerCount | None = None
+    max_speakers: SpeakerCount | None = None
+    webhook_url: str | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.speaker_hints  # noqa: B018 - validates the hints together
+
+    @property
+    def speaker_hints(self) -> SpeakerHints:
+        return SpeakerHints(self.num_speakers, self.min_speakers, self.max_speakers)
+
+    def with_speaker_hints(self, hints: SpeakerHints) -> JobOptions:
+        """These options with their speaker hints replaced by `hints`."""
+        return msgspec.structs.replace(
+            self,
+            num_speakers=hints.num_speakers,
+            min_speakers=hints.min_speakers,
+            max_speakers=hints.max_speakers,
+        )
 
 
 class JobSubmitted(msgspec.Struct, frozen=True, tag="job.submitted", tag_field="type"):

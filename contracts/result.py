@@ -7,6 +7,19 @@ import msgspec
 from contracts.messages import SCHEMA_VERSION
 
 
+class AudioFacts(msgspec.Struct, frozen=True):
+    """What `split` learned about a job's audio (stored on the job, shown by the API)."""
+
+    codec: str
+    container: str
+    sample_rate: int
+    channels: int
+    #: Exact length after normalizing to 16 kHz mono.
+    duration_s: float
+    #: How many chunks the transcription fanned out over.
+    chunks: int = 1
+
+
 class Word(msgspec.Struct, frozen=True):
     """One recognised word with absolute times in seconds."""
 

@@ -21,6 +21,21 @@ DEAD_LETTER_SUFFIX = ".XQ"
 EVENTS_EXCHANGE = "audio.events"
 
 
+#: The ingest API's job routes, relative to its base URL (links in answers, webhooks
+#: and events).
+JOBS_PATH = "/v1/jobs"
+
+
+def job_path(job_id: str) -> str:
+    """Where a job is, e.g. `/v1/jobs/<id>`."""
+    return f"{JOBS_PATH}/{job_id}"
+
+
+def result_path(job_id: str) -> str:
+    """Where a job's result document is."""
+    return f"{job_path(job_id)}/result"
+
+
 def dead_letter_queue(queue: str) -> str:
     """Name of the dead-letter queue that Dramatiq pairs with `queue`."""
     return f"{queue}{DEAD_LETTER_SUFFIX}"

@@ -43,3 +43,38 @@ class StageState(enum.StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     DEAD = "dead"
+
+
+#: Stage states after which a stage's output exists (or is knowingly absent).
+DONE_STATES = frozenset({StageState.SUCCEEDED, StageState.SKIPPED})
+#: Stage states in which the stage's message may still need sending.
+WAITING_STATES = frozenset({StageState.PENDING, StageState.QUEUED})
+#: Stage states a stage does not leave by itself: it is over, one way or another.
+FINISHED_STATES = frozenset(
+    {StageState.SUCCEEDED, StageState.SKIPPED, StageState.FAILED, StageState.DEAD}
+)
+
+
+def next_stage(stage: Stage) -> Stage | None:
+    """The stage that runs after `stage`, None after the last."""
+    index = PIPELINE.index(stage)
+    return PIPELINE[index + 1] if index + 1 < len(PIPELINE) else None
+
+
+class DeliveryState(enum.StrEnum):
+    """Where the webhook delivery of one job generation stands."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+#: Between a warning's stage and its text: `diarize: failed: ...`. Both services parse
+#: it back (in SQL) to drop the warnings of a stage that runs again.
+WARNING_SEPARATOR = ": "
+
+
+def stage_warning(stage: Stage, text: str) -> str:
+    """A job warning that names its stage, so that a re-run of the stage can clear it."""
+    return f"{stage.value}{WARNING_SEPARATOR}{text}"

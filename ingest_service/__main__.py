@@ -8,7 +8,7 @@ import asyncio
 import structlog
 import uvicorn
 
-from ingest_service import store
+from infra import postgres
 from ingest_service.config import get_settings
 from ingest_service.logs import configure_logging
 
@@ -20,7 +20,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "migrate":
-        applied = asyncio.run(store.migrate(settings.database_url))
+        applied = asyncio.run(postgres.migrate(settings.database_url))
         structlog.get_logger("ingest").info("schema up to date", applied=applied)
         return
     uvicorn.run(

@@ -10,9 +10,9 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from ingest_service import store
-from ingest_service.auth import ApiKeys
+from infra import postgres
 from ingest_service.config import Settings, get_settings
+from ingest_service.dependencies import DEPENDENCIES, app_state
 from ingest_service.health_api import healthz, readyz
 from ingest_service.jobs_api import JobsController
 from ingest_service.logs import configure_logging
@@ -28,9 +28,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await store.migrate(settings.database_url)
+        await postgres.migrate(settings.database_url)
         settings.storage_dir.mkdir(parents=True, exist_ok=True)
-        pool = await store.create_pool(settings.database_url, settings.db_pool_size)
+        pool = await postgres.create_pool(settings.database_url, settings.db_pool_size)
         publisher = Publisher(settings.amqp_url)
         relay = OutboxRelay(
             pool,
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
         )
+        # Read back by the providers in `ingest_service.dependencies`.
         app.state.pool = pool
         app.state.relay = relay
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
@@ -53,8 +54,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     prometheus = PrometheusConfig(
         app_name="ingest", prefix="ingest_http", group_path=True, exclude=["/metrics"]
     )
-    app = Litestar(
+    return Litestar(
         route_handlers=[JobsController, healthz, readyz, PrometheusController],
+        dependencies=DEPENDENCIES,
+        state=app_state(settings),
         lifespan=[lifespan],
         middleware=[RequestContextMiddleware, prometheus.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -63,6 +66,3 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="Audio pipeline ingest API", version="1.0.0"),
         logging_config=None,
     )
-    app.state.settings = settings
-    app.state.api_keys = ApiKeys(settings.api_keys)
-    return app

@@ -11,6 +11,8 @@ import hmac
 from typing import Any
 
 from litestar import Request
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 
 from ingest_service.problems import Unauthorized
 
@@ -44,7 +46,12 @@ class ApiKeys:
         raise Unauthorized("the API key is not known")
 
 
-async def provide_owner(request: Request[Any, Any, Any]) -> str | None:
+#: Type of a handler's `owner` parameter: the calling key's owner digest, or None.
+OwnerDep = NamedDependency[str | None]
+
+
+async def provide_owner(
+    request: Request[Any, Any, Any], api_keys: NamedDependency[SkipValidation[ApiKeys]]
+) -> str | None:
     """Litestar dependency: the owner digest of the calling key."""
-    keys: ApiKeys = request.app.state.api_keys
-    return keys.owner_of(request.headers.get("authorization"))
+    return api_keys.owner_of(request.headers.get("authorization"))

@@ -1,111 +1,98 @@
 """Configuration of the ingest service, read from the environment once.
 
 This is the only module of the service that reads `os.environ`; the README's
-configuration table lists every variable below.
+configuration table lists every variable named beside the fields below.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts.webhook_policy import IPNetwork, parse_networks
+from infra.env import LOG_FORMATS, ConfigError, Env
+
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "ConfigError", "Settings", "get_settings"]
 
 #: 2 GiB: the default largest upload accepted.
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 
 
-class ConfigError(ValueError):
-    """An environment variable has a value the service cannot use."""
-
-
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
 @dataclass(frozen=True)
 class Settings:
+    """Everything the service reads from the environment, grouped by concern."""
+
+    # Where the service's state lives.
+    #: DATABASE_URL
     database_url: str = "postgresql://postgres@127.0.0.1:5432/audio_pipeline"
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
-    storage_dir: Path = Path("var/storage")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    fsync_uploads: bool = True
+    #: INGEST_DB_POOL_SIZE: connections the API may hold open at once.
     db_pool_size: int = 10
-    outbox_poll_interval_s: float = 2.0
-    outbox_batch_size: int = 100
-    log_level: str = "INFO"
-    log_format: str = "auto"
-    #: Networks webhooks may reach although the SSRF guard refuses them by default.
+    #: AMQP_URL
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    #: STORAGE_DIR: shared with the workers; uploads go under `uploads/`.
+    storage_dir: Path = Path("var/storage")
+
+    # The HTTP server and what it accepts.
+    #: INGEST_HOST
+    host: str = "127.0.0.1"
+    #: INGEST_PORT
+    port: int = 8000
+    #: INGEST_MAX_UPLOAD_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    #: INGEST_API_KEYS: comma-separated; none means an open API. Kept out of `repr` so
+    #: that logging the settings never leaks a key.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: INGEST_FSYNC_UPLOADS: make each upload durable before answering 202.
+    fsync_uploads: bool = True
+    #: WEBHOOK_ALLOWED_NETWORKS: networks webhooks may reach although the SSRF guard
+    #: refuses them by default.
     webhook_allowed_networks: tuple[IPNetwork, ...] = ()
 
+    # The outbox relay.
+    #: OUTBOX_POLL_INTERVAL_S: how often the relay looks for rows nobody woke it for.
+    outbox_poll_interval_s: float = 2.0
+    #: OUTBOX_BATCH_SIZE: rows published per relay pass.
+    outbox_batch_size: int = 100
+
+    # Logging.
+    #: LOG_LEVEL
+    log_level: str = "INFO"
+    #: LOG_FORMAT: auto (JSON unless on a TTY), json or console.
+    log_format: str = "auto"
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `env` (default: the process environment)."""
-        env = dict(os.environ) if env is None else env
+        read = Env(os.environ if env is None else env)
         defaults = cls()
-        log_format = env.get("LOG_FORMAT", defaults.log_format).lower()
-        if log_format not in {"auto", "json", "console"}:
-            raise ConfigError(f"LOG_FORMAT must be auto, json or console, got {log_format!r}")
-        keys = tuple(k.strip() for k in env.get("INGEST_API_KEYS", "").split(",") if k.strip())
         try:
-            allowed = parse_networks(env.get("WEBHOOK_ALLOWED_NETWORKS", ""))
+            allowed = parse_networks(read.text("WEBHOOK_ALLOWED_NETWORKS", ""))
         except ValueError as exc:
             raise ConfigError(f"WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
         return cls(
-            database_url=env.get("DATABASE_URL") or defaults.database_url,
-            amqp_url=env.get("AMQP_URL") or defaults.amqp_url,
-            storage_dir=Path(env.get("STORAGE_DIR") or defaults.storage_dir),
-            host=env.get("INGEST_HOST") or defaults.host,
-            port=_int(env, "INGEST_PORT", defaults.port, minimum=1),
-            max_upload_bytes=_int(env, "INGEST_MAX_UPLOAD_BYTES", defaults.max_upload_bytes, 1),
-            api_keys=keys,
-            fsync_uploads=_bool(env, "INGEST_FSYNC_UPLOADS", defaults.fsync_uploads),
-            db_pool_size=_int(env, "INGEST_DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
-            outbox_poll_interval_s=_float(
-                env, "OUTBOX_POLL_INTERVAL_S", defaults.outbox_poll_interval_s
+            database_url=read.text("DATABASE_URL", defaults.database_url),
+            db_pool_size=read.integer("INGEST_DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
+            amqp_url=read.text("AMQP_URL", defaults.amqp_url),
+            storage_dir=Path(read.text("STORAGE_DIR", str(defaults.storage_dir))),
+            host=read.text("INGEST_HOST", defaults.host),
+            port=read.integer("INGEST_PORT", defaults.port, minimum=1),
+            max_upload_bytes=read.integer(
+                "INGEST_MAX_UPLOAD_BYTES", defaults.max_upload_bytes, minimum=1
             ),
-            outbox_batch_size=_int(env, "OUTBOX_BATCH_SIZE", defaults.outbox_batch_size, 1),
-            log_level=(env.get("LOG_LEVEL") or defaults.log_level).upper(),
-            log_format=log_format,
+            api_keys=read.items("INGEST_API_KEYS"),
+            fsync_uploads=read.flag("INGEST_FSYNC_UPLOADS", defaults.fsync_uploads),
             webhook_allowed_networks=allowed,
+            outbox_poll_interval_s=read.number(
+                "OUTBOX_POLL_INTERVAL_S", defaults.outbox_poll_interval_s, positive=True
+            ),
+            outbox_batch_size=read.integer(
+                "OUTBOX_BATCH_SIZE", defaults.outbox_batch_size, minimum=1
+            ),
+            log_level=read.text("LOG_LEVEL", defaults.log_level).upper(),
+            log_format=read.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )
 
 

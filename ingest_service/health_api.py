@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from litestar import Request, Response, get
+import asyncpg
+from litestar import Response, get
 
 from ingest_service.config import Settings
+from ingest_service.dependencies import PoolDep, SettingsDep
 from ingest_service.problems import problem_response
 from ingest_service.relay import check_broker
 
@@ -20,8 +22,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check_postgres(request: Request[Any, Any, Any]) -> None:
-    async with request.app.state.pool.acquire(timeout=PROBE_TIMEOUT_S) as conn:
+async def _check_postgres(pool: asyncpg.Pool) -> None:
+    async with pool.acquire(timeout=PROBE_TIMEOUT_S) as conn:
         await conn.fetchval("SELECT 1", timeout=PROBE_TIMEOUT_S)
 
 
@@ -33,10 +35,9 @@ async def _check_rabbitmq(settings: Settings) -> None:
 
 
 @get("/readyz", summary="Postgres and RabbitMQ are reachable", tags=["health"])
-async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
-    settings: Settings = request.app.state.settings
+async def readyz(pool: PoolDep, settings: SettingsDep) -> Response[Any]:
     results = await asyncio.gather(
-        _check_postgres(request), _check_rabbitmq(settings), return_exceptions=True
+        _check_postgres(pool), _check_rabbitmq(settings), return_exceptions=True
     )
     checks = {
         name: "ok" if result is None else f"unreachable: {result!r}"

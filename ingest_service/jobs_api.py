@@ -1,85 +1,40 @@
-"""`/v1/jobs`: upload audio, follow the job, read its result."""
+"""`/v1/jobs`: upload audio, follow the job, read its result.
+
+The handlers are thin: the upload is streamed through `intake` into storage, and every
+read or write of a job goes through the `JobsService` they are given.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.exceptions import InternalServerException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
-from contracts import JobOptions, JobStatus, JobSubmitted, ResultDocument
-from ingest_service import metrics, store
-from ingest_service.auth import provide_owner
-from ingest_service.config import Settings
+from contracts import JobStatus, JobSubmitted, ResultDocument
+from contracts.routing import JOBS_PATH
+from ingest_service import metrics
+from ingest_service.auth import OwnerDep, provide_owner
+from ingest_service.database import NewJob
+from ingest_service.dependencies import JobsDep, RelayDep, SettingsDep
 from ingest_service.intake import check_content_type, receive_multipart, receive_raw
-from ingest_service.options import check_webhook_destination, parse_options, speaker_hints
-from ingest_service.problems import (
-    IngestError,
-    InvalidRequest,
-    JobNotFound,
-    ResultNotReady,
-    Unavailable,
-)
+from ingest_service.options import check_webhook_destination, parse_options
+from ingest_service.problems import IngestError, InvalidRequest, ResultNotReady
 from ingest_service.renderers import RENDERERS
 from ingest_service.storage import UploadWriter
-from ingest_service.views import (
-    DeliveryView,
-    JobAccepted,
-    JobPage,
-    JobView,
-    delivery_views,
-    job_view,
-    links_for,
-)
+from ingest_service.views import DeliveryView, JobAccepted, JobPage, JobView, links_for
 
 log = structlog.get_logger("ingest.jobs")
 
-#: Errors that mean the database is unreachable or failing, not that the input is bad.
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-
-
-def parse_job_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise InvalidRequest(f"{raw!r} is not a job id (a UUID)") from None
-
-
-def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created_at, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        moment = datetime.fromisoformat(created_at)
-        # Postgres stores UTC: a time that cannot be converted to it is not ours either.
-        moment.astimezone(UTC)
-        return moment, uuid.UUID(job_id)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest("cursor is not one this API returned") from None
-
-
-async def visible_job(pool: Any, job_id: str, owner: str | None) -> tuple[Any, list[Any]]:
-    """The job and its stages, or a 404 when it does not exist or belongs to another key."""
-    structlog.contextvars.bind_contextvars(job_id=job_id)
-    found = await store.fetch_job(pool, parse_job_id(job_id), owner)
-    if found is None:
-        raise JobNotFound(f"no job {job_id}")
-    return found
-
 
 class JobsController(Controller):
-    path = "/v1/jobs"
+    path = JOBS_PATH
     tags = ["jobs"]  # noqa: RUF012 - Litestar reads these as class attributes
     dependencies = {"owner": Provide(provide_owner)}  # noqa: RUF012
 
@@ -95,9 +50,13 @@ class JobsController(Controller):
         ),
     )
     async def create_job(
-        self, request: Request[Any, Any, Any], owner: str | None
+        self,
+        request: Request[Any, Any, Any],
+        owner: OwnerDep,
+        settings: SettingsDep,
+        jobs: JobsDep,
+        relay: RelayDep,
     ) -> Response[JobAccepted]:
-        settings: Settings = request.app.state.settings
         job_id = str(uuid.uuid4())
         structlog.contextvars.bind_contextvars(job_id=job_id)
         writer = UploadWriter(
@@ -126,18 +85,14 @@ class JobsController(Controller):
                 submitted_at=datetime.now(UTC),
                 options=validated.options,
             )
-            try:
-                created_at = await store.insert_job(
-                    request.app.state.pool,
-                    store.NewJob(
-                        message=message,
-                        owner=owner,
-                        audio_format=stored.audio_format.value,
-                        webhook_secret=validated.webhook_secret,
-                    ),
+            created_at = await jobs.record(
+                NewJob(
+                    message=message,
+                    owner=owner,
+                    audio_format=stored.audio_format.value,
+                    webhook_secret=validated.webhook_secret,
                 )
-            except DATABASE_ERRORS as exc:
-                raise Unavailable("the job could not be recorded; retry the upload") from exc
+            )
         except IngestError as exc:
             writer.discard()
             metrics.UPLOADS.labels(exc.slug).inc()
@@ -154,7 +109,7 @@ class JobsController(Controller):
         finally:
             metrics.UPLOAD_BYTES.inc(writer.size)
 
-        request.app.state.relay.wake()
+        relay.wake()
         metrics.UPLOADS.labels("accepted").inc()
         log.info("upload accepted", size_bytes=stored.size_bytes, format=stored.audio_format)
         accepted = JobAccepted(
@@ -174,72 +129,49 @@ class JobsController(Controller):
     @get("/", summary="List jobs, newest first")
     async def list_jobs(
         self,
-        request: Request[Any, Any, Any],
-        owner: str | None,
-        status: JobStatus | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        cursor: str | None = None,
+        owner: OwnerDep,
+        jobs: JobsDep,
+        status: FromQuery[JobStatus | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        cursor: FromQuery[str | None] = None,
     ) -> JobPage:
-        after = decode_cursor(cursor) if cursor else None
-        rows = await store.list_jobs(
-            request.app.state.pool, owner, status=status, limit=limit + 1, after=after
-        )
-        items = [job_view(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last["created_at"], last["id"])
-        return JobPage(items=items, next_cursor=next_cursor)
+        return await jobs.page(owner, status=status, limit=limit, cursor=cursor)
 
     @get("/{job_id:str}", summary="A job's status, stages and progress")
-    async def get_job(
-        self, request: Request[Any, Any, Any], owner: str | None, job_id: str
-    ) -> JobView:
-        pool = request.app.state.pool
-        job, stages = await visible_job(pool, job_id, owner)
-        return job_view(job, stages, await store.fetch_dead_letters(pool, job["id"]))
+    async def get_job(self, owner: OwnerDep, jobs: JobsDep, job_id: FromPath[str]) -> JobView:
+        return await jobs.view(job_id, owner)
 
     @get("/{job_id:str}/result", summary="The job's result document, or a rendering of it")
     async def get_result(
         self,
-        request: Request[Any, Any, Any],
-        owner: str | None,
-        job_id: str,
-        result_format: Annotated[str, Parameter(query="format")] = "json",
+        owner: OwnerDep,
+        jobs: JobsDep,
+        job_id: FromPath[str],
+        result_format: Annotated[str, QueryParameter(name="format")] = "json",
     ) -> Response[bytes]:
         structlog.contextvars.bind_contextvars(job_id=job_id)
         if result_format != "json" and result_format not in RENDERERS:
             raise InvalidRequest(
                 f"unknown format {result_format!r}; choose json, {', '.join(RENDERERS)}"
             )
-        pool = request.app.state.pool
-        job, _ = await visible_job(pool, job_id, owner)
-        document = None
-        if job["status"] == JobStatus.COMPLETED:
-            document = await store.fetch_result(pool, job["id"])
-        if document is None:
-            reason = f": {job['error']}" if job["error"] else ""
-            raise ResultNotReady(
-                f"job {job_id} is {job['status']} and has no result{reason}",
-                job_status=job["status"],
-            )
+        document = await jobs.result(job_id, owner)
         if result_format == "json":
             return Response(document.encode(), media_type="application/json")
         result = msgspec.json.decode(document, type=ResultDocument)
         if result_format == "rttm" and not result.turns:
+            # Only a completed job has a result document.
             raise ResultNotReady(
-                f"job {job_id} has no diarization (see its warnings)", job_status=job["status"]
+                f"job {job_id} has no diarization (see its warnings)",
+                job_status=JobStatus.COMPLETED.value,
             )
         render, media_type = RENDERERS[result_format]
         return Response(render(result).encode(), media_type=media_type)
 
     @get("/{job_id:str}/deliveries", summary="The job's webhook deliveries and their attempts")
     async def get_deliveries(
-        self, request: Request[Any, Any, Any], owner: str | None, job_id: str
+        self, owner: OwnerDep, jobs: JobsDep, job_id: FromPath[str]
     ) -> list[DeliveryView]:
-        pool = request.app.state.pool
-        job, _ = await visible_job(pool, job_id, owner)
-        return delivery_views(await store.fetch_deliveries(pool, job["id"]))
+        return await jobs.deliveries(job_id, owner)
 
     @post(
         "/{job_id:str}/diarize",
@@ -252,14 +184,13 @@ class JobsController(Controller):
         ),
     )
     async def rediarize(
-        self, request: Request[Any, Any, Any], owner: str | None, job_id: str
+        self,
+        request: Request[Any, Any, Any],
+        owner: OwnerDep,
+        jobs: JobsDep,
+        relay: RelayDep,
+        job_id: FromPath[str],
     ) -> Response[JobView]:
-        pool = request.app.state.pool
-        job, _ = await visible_job(pool, job_id, owner)
-        options = speaker_hints(await request.body(), msgspec.convert(job["options"], JobOptions))
-        refused = await store.request_rediarization(pool, job["id"], options)
-        if refused is not None:
-            raise ResultNotReady(refused, job_status=job["status"])
-        request.app.state.relay.wake()
-        view = job_view(*await visible_job(pool, job_id, owner))
+        view = await jobs.rediarize(job_id, owner, await request.body())
+        relay.wake()
         return Response(view, status_code=202, headers={"Location": view.links.self})

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import ipaddress
 import secrets
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +12,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from contracts import JobOptions
-from contracts.webhook_policy import IPNetwork, refusal
+from contracts import JobOptions, SpeakerHints
+from contracts.webhook_policy import IPNetwork
+from infra.webhook_hosts import first_refusal, resolve_async
 from ingest_service.problems import InvalidOptions
 
 #: Option fields a client may send besides the file.
@@ -139,24 +137,15 @@ def parse_options(fields: Mapping[str, str]) -> ValidatedOptions:
     return ValidatedOptions(options, None, secret_generated=False)
 
 
-class SpeakerHints(msgspec.Struct, forbid_unknown_fields=True):
-    """The body of `POST /v1/jobs/{id}/diarize`; an omitted hint means none."""
-
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
-
-
 def speaker_hints(body: bytes, current: JobOptions) -> JobOptions:
     """`current` with its speaker hints replaced by those of a JSON body."""
     try:
         hints = msgspec.json.decode(body or b"{}", type=SpeakerHints)
-        merged = msgspec.to_builtins(current) | msgspec.structs.asdict(hints)
-        return msgspec.convert(merged, JobOptions)
     except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
         raise InvalidOptions(f"invalid speaker hints: {exc}") from None
     except msgspec.DecodeError:
         raise InvalidOptions("the body must be a JSON object") from None
+    return current.with_speaker_hints(hints)
 
 
 #: How long the upload waits for the webhook host to resolve; unresolved hosts pass here
@@ -166,23 +155,15 @@ RESOLVE_TIMEOUT_S = 2.0
 
 async def check_webhook_destination(url: str, allowed: tuple[IPNetwork, ...]) -> None:
     """Refuse (422) a webhook URL whose host is, or resolves to, an internal address."""
-    host = urlsplit(url).hostname or ""
     try:
-        addresses = [str(ipaddress.ip_address(host))]
-    except ValueError:
-        try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM),
-                RESOLVE_TIMEOUT_S,
-            )
-        except (OSError, TimeoutError):
-            return
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    for address in addresses:
-        reason = refusal(address, allowed)
-        if reason:
-            raise InvalidOptions(
-                f"webhook_url points to {reason} ({address}); webhooks go to public addresses"
-                " unless WEBHOOK_ALLOWED_NETWORKS allows it",
-                field="webhook_url",
-            )
+        addresses = await resolve_async(urlsplit(url).hostname or "", RESOLVE_TIMEOUT_S)
+    except (OSError, TimeoutError):
+        return
+    refused = first_refusal(addresses, allowed)
+    if refused is not None:
+        address, reason = refused
+        raise InvalidOptions(
+            f"webhook_url points to {reason} ({address}); webhooks go to public addresses"
+            " unless WEBHOOK_ALLOWED_NETWORKS allows it",
+            field="webhook_url",
+        )

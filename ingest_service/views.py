@@ -7,7 +7,9 @@ from typing import Any
 
 import msgspec
 
-from contracts import JobOptions
+from contracts import AudioFacts, JobOptions
+from contracts.routing import job_path, result_path
+from contracts.states import FINISHED_STATES
 
 
 class Links(msgspec.Struct, frozen=True):
@@ -51,8 +53,8 @@ class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     error: str | None
     warnings: list[str]
     links: Links
-    #: What the split stage found: codec, container, sample_rate, channels, duration_s.
-    audio: dict[str, Any] | None = None
+    #: What the split stage found; absent until it has run.
+    audio: AudioFacts | None = None
     #: Fraction of stages finished (succeeded, skipped or failed), 0..1.
     progress: float | None = None
     stages: list[StageView] | None = None
@@ -82,10 +84,13 @@ class JobPage(msgspec.Struct, frozen=True):
 
 
 def links_for(job_id: str) -> Links:
-    return Links(self=f"/v1/jobs/{job_id}", result=f"/v1/jobs/{job_id}/result")
+    return Links(self=job_path(job_id), result=result_path(job_id))
 
 
-_FINISHED = {"succeeded", "skipped", "failed", "dead"}
+def _audio_facts(stored: Any) -> AudioFacts | None:
+    # The stored jsonb may carry the workers' own keys (the normalized audio's path):
+    # converting to the contract keeps them away from clients.
+    return None if stored is None else msgspec.convert(stored, AudioFacts)
 
 
 def job_view(
@@ -107,7 +112,7 @@ def job_view(
             )
             for s in stages
         ]
-        done = sum(1 for s in stage_views if s.state in _FINISHED)
+        done = sum(1 for s in stage_views if s.state in FINISHED_STATES)
         progress = round(done / len(stage_views), 3) if stage_views else 0.0
     return JobView(
         id=job_id,
@@ -125,7 +130,7 @@ def job_view(
         error=job["error"],
         warnings=list(job["warnings"]),
         links=links_for(job_id),
-        audio=job["audio"],
+        audio=_audio_facts(job["audio"]),
         progress=progress,
         stages=stage_views,
         dead_letters=None

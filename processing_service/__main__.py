@@ -18,8 +18,8 @@ from types import FrameType
 
 from contracts import Stage
 from contracts.routing import STAGE_QUEUES
-from processing_service.config import Settings, get_settings
-from processing_service.database import apply_schema
+from infra.postgres import migrate
+from processing_service.runtime.config import Settings, get_settings
 
 POOLS: dict[str, tuple[Stage, ...]] = {
     "light": (Stage.SPLIT, Stage.ANALYZE, Stage.NOTIFY),
@@ -40,12 +40,15 @@ def pool_command(
         sys.executable,
         "-m",
         "dramatiq",
-        "processing_service.actors",
+        "processing_service.worker:setup",
         "--skip-logging",
         "--processes",
-        str(processes or (settings.heavy_processes if heavy else settings.light_processes)),
+        str(
+            processes
+            or (settings.pools.heavy_processes if heavy else settings.pools.light_processes)
+        ),
         "--threads",
-        str(threads or (settings.heavy_threads if heavy else settings.light_threads)),
+        str(threads or (settings.pools.heavy_threads if heavy else settings.pools.light_threads)),
         "--queues",
         *(STAGE_QUEUES[stage] for stage in (stages or POOLS[pool])),
     ]
@@ -84,7 +87,7 @@ def main() -> int:
     except ValueError as exc:
         parser.error(str(exc))
     settings = get_settings()
-    asyncio.run(apply_schema(settings.database_url))
+    asyncio.run(migrate(settings.database_url))
 
     pools = list(POOLS) if args.pool == "all" else [args.pool]
     children = []
@@ -95,12 +98,13 @@ def main() -> int:
         # Each pool's processes share one multiprocess metrics directory, served by
         # Dramatiq's exposition server on the pool's own port.
         metrics_dir = tempfile.mkdtemp(prefix=f"audio-worker-metrics-{pool}-")
-        port = settings.heavy_metrics_port if pool == "heavy" else settings.light_metrics_port
+        p = settings.pools
+        port = p.heavy_metrics_port if pool == "heavy" else p.light_metrics_port
         env.update(
             PROMETHEUS_MULTIPROC_DIR=metrics_dir,
             prometheus_multiproc_dir=metrics_dir,
             dramatiq_prom_db=metrics_dir,
-            dramatiq_prom_host=settings.metrics_host,
+            dramatiq_prom_host=settings.pools.metrics_host,
             dramatiq_prom_port=str(port),
         )
         command = pool_command(pool, settings, args.processes, args.threads, stages)

@@ -24,9 +24,9 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from contracts import Stage
 from contracts.routing import STAGE_QUEUES, SUBMIT_ACTOR, SUBMIT_QUEUE, dead_letter_queue
-from processing_service.config import get_settings
-from processing_service.database import Database
-from processing_service.dead_letters import DeadLetterStore
+from processing_service.runtime.config import get_settings
+from processing_service.runtime.database import Database
+from processing_service.runtime.dead_letters import DeadLetterStore
 
 #: Options Dramatiq's retry machinery wrote that must not survive a replay.
 SPENT_OPTIONS = ("retries", "traceback", "eta", "requeue_timestamp")

@@ -25,7 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from processing_service.diarization import DEFAULT_SEGMENTATION_STEP  # noqa: E402
+from processing_service.diarize.diarizer import DEFAULT_SEGMENTATION_STEP  # noqa: E402
 from tests.der import diarization_error_rate  # noqa: E402 - the repo root is on the path now
 from tests.diarization_audio import long_conversation  # noqa: E402
 
@@ -33,7 +33,7 @@ CHILD = """
 import json, os, resource, sys, time, wave
 from pathlib import Path
 import torch
-from processing_service.diarization import load_diarizer
+from processing_service.diarize.diarizer import load_diarizer
 wav, cache, step, threads, repeats = sys.argv[1:6]
 warm = Path(wav).with_suffix(".warmup.wav")
 with wave.open(wav) as src, wave.open(str(warm), "wb") as dst:

@@ -271,12 +271,12 @@ def bare_transcribe(model: str, threads: int, paths: list[Path], warmup: Path) -
     """Whisper in a fresh process, no services: the same call the worker makes."""
     code = f"""
 import json, sys, time, torch
-from processing_service.transcription import resolve_model
-from processing_service.whisper_weights import load_whisper_checkpoint
-from processing_service.config import get_settings
+from processing_service.transcribe.whisper import resolve_model
+from processing_service.transcribe.weights import load_whisper_checkpoint
+from processing_service.runtime.config import get_settings
 import whisper
 if {threads}: torch.set_num_threads({threads})
-m = load_whisper_checkpoint(resolve_model({model!r}, get_settings().model_cache_dir))
+m = load_whisper_checkpoint(resolve_model({model!r}, get_settings().models.cache_dir))
 def run(p):
     a = whisper.load_audio(p)
     t = time.perf_counter()

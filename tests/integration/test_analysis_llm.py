@@ -12,7 +12,7 @@ import pytest
 from contracts import Segment
 from contracts.result import ActionItem, Decision
 from processing_service import llm_client
-from processing_service.analysis import LlmSettings, analyze, offline_analysis
+from processing_service.analyze.notes import LlmSettings, analyze, offline_analysis
 from tests.fake_llm import Answer, FakeLlm, Raw, Slow, Status
 
 API_KEY = "sk-test-0123456789abcdef"

@@ -35,7 +35,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from contracts import Stage
 from contracts.routing import EVENTS_EXCHANGE, STAGE_QUEUES, dead_letter_queue
-from processing_service.config import MAX_HELD_MS
+from processing_service.runtime.config import MAX_HELD_MS
 from tests.servers import REPO_ROOT, IngestServer, Worker, free_port
 
 yaml = pytest.importorskip("yaml")

@@ -18,14 +18,9 @@ pytest.importorskip("numpy")
 pytest.importorskip("torch")
 pytest.importorskip("pyannote.audio")
 
-from processing_service.diarization import (
-    CAMPPLUS,
-    SEGMENTATION,
-    Diarizer,
-    SpeakerTurn,
-    ensure_diarization_weights,
-    load_diarizer,
-)
+from contracts import SpeakerTurn
+from processing_service.diarize.diarizer import Diarizer, load_diarizer
+from processing_service.diarize.weights import CAMPPLUS, SEGMENTATION, ensure_diarization_weights
 from tests.der import diarization_error_rate
 from tests.diarization_audio import Conversation, conversation
 from tests.models import MODEL_CACHE_DIR, provision
@@ -45,7 +40,7 @@ MAX_DER = {2: 0.10, 3: 0.10, 4: 0.10}
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
     """The weights' cache root, provisioned by the CLI (as ``make models`` does)."""
-    paths = [Path(line) for line in provision("processing_service.diarization")]
+    paths = [Path(line) for line in provision("processing_service.diarize.diarizer")]
     cache = MODEL_CACHE_DIR
     assert paths == [cache / "pyannote" / SEGMENTATION.target, cache / "pyannote" / CAMPPLUS.target]
     return cache
@@ -90,8 +85,8 @@ def test_campplus_checkpoint_loads_strictly_and_tells_voices_apart(
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    from processing_service.diarization_blocks import read_block  # noqa: PLC0415
-    from processing_service.speaker_embedding import CamPlusPlusEmbedding  # noqa: PLC0415
+    from processing_service.diarize.blocks import read_block  # noqa: PLC0415
+    from processing_service.diarize.embedding import CamPlusPlusEmbedding  # noqa: PLC0415
 
     model = CamPlusPlusEmbedding.from_checkpoint(ensure_diarization_weights(model_cache).embedding)
     conv = conversations[2]

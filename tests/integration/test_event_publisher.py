@@ -13,8 +13,8 @@ import pytest
 
 from contracts.events import JobFinished
 from contracts.routing import EVENTS_EXCHANGE
-from processing_service.errors import TransientError
-from processing_service.events import EventPublisher
+from processing_service.runtime.errors import TransientError
+from processing_service.runtime.events import EventPublisher
 from tests.servers import IsolatedEnv
 
 QUEUE = "test-event-publisher"

@@ -162,6 +162,33 @@ def test_job_status_and_result_before_processing(ingest: IngestServer) -> None:
         assert "not-a-uuid" in malformed.json()["detail"]
 
 
+def test_audio_facts_are_shown_without_the_workers_paths(
+    ingest: IngestServer, isolated_env: IsolatedEnv
+) -> None:
+    with ingest.client() as client:
+        job_id = client.post("/v1/jobs", files={"file": ("a.wav", wav_bytes(0.2))}).json()["id"]
+        assert "audio" not in client.get(f"/v1/jobs/{job_id}").json()  # split has not run
+        facts = {
+            "codec": "pcm_s16le",
+            "container": "wav",
+            "sample_rate": 44100,
+            "channels": 2,
+            "duration_s": 0.2,
+            "chunks": 1,
+        }
+        # What split stored for jobs before the contract, and may store again: extra keys.
+        query(
+            isolated_env.database_url,
+            "UPDATE jobs SET audio = $2::jsonb WHERE id = $1",
+            uuid.UUID(job_id),
+            json.dumps(facts | {"normalized_path": f"work/{job_id}/audio.wav"}),
+        )
+        detail = client.get(f"/v1/jobs/{job_id}").json()
+        listed = client.get("/v1/jobs", params={"limit": "100"}).json()["items"]
+    assert detail["audio"] == facts
+    assert next(item for item in listed if item["id"] == job_id)["audio"] == facts
+
+
 def test_listing_is_newest_first_with_keyset_pagination(ingest: IngestServer) -> None:
     with ingest.client() as client:
         created = [

@@ -170,8 +170,8 @@ def test_a_late_failure_of_a_duplicate_diarize_keeps_the_speakers(
     ingest: IngestServer, isolated_env: IsolatedEnv
 ) -> None:
     from contracts import Stage  # noqa: PLC0415
-    from processing_service.database import Database  # noqa: PLC0415
-    from processing_service.job_store import JobStore  # noqa: PLC0415
+    from processing_service.runtime.database import Database  # noqa: PLC0415
+    from processing_service.runtime.jobs import JobStore  # noqa: PLC0415
 
     job_id = completed_job(ingest, isolated_env)
     jid = uuid.UUID(job_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from contracts.schema import migrations
-from ingest_service.store import migrate
+from infra.postgres import migrate
 from tests.integration.helpers import query
 from tests.servers import IsolatedEnv
 

@@ -21,7 +21,7 @@ np = pytest.importorskip("numpy")
 pytest.importorskip("torch")
 pytest.importorskip("whisper")
 
-from processing_service.whisper_weights import load_whisper_checkpoint  # noqa: E402
+from processing_service.transcribe.weights import load_whisper_checkpoint  # noqa: E402
 from tests.models import MODEL_CACHE_DIR, provision  # noqa: E402
 from tests.wer import word_error_rate  # noqa: E402
 
@@ -57,7 +57,7 @@ TINY_EN_DIMS = {
 @pytest.fixture(scope="session")
 def tiny_en_checkpoint() -> Path:
     """Path of the converted tiny.en checkpoint, built by the CLI when missing."""
-    path = Path(provision("processing_service.whisper_weights", "--model", "tiny.en")[-1])
+    path = Path(provision("processing_service.transcribe.weights", "--model", "tiny.en")[-1])
     assert path == MODEL_CACHE_DIR / "whisper" / "tiny.en.pt"
     assert path.is_file()
     return path

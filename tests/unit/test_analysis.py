@@ -20,8 +20,8 @@ import re
 import pytest
 
 from contracts import Analysis, Segment
-from processing_service.analysis import analyze
-from processing_service.meeting_rules import due_phrase, split_sentences
+from processing_service.analyze.notes import analyze
+from processing_service.analyze.rules import due_phrase, split_sentences
 
 A, B, C, D = "SPEAKER_00", "SPEAKER_01", "SPEAKER_02", "SPEAKER_03"
 Line = tuple[str | None, str, str | None]

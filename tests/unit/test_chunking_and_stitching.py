@@ -5,8 +5,8 @@ import itertools
 import pytest
 
 from contracts import Segment, Word
-from processing_service.audio import plan_chunks
-from processing_service.transcription import ChunkTranscript, TimedChunk, full_text, stitch
+from processing_service.split.planning import plan_chunks
+from processing_service.transcribe.stitching import ChunkTranscript, TimedChunk, full_text, stitch
 
 
 def test_short_audio_is_one_chunk() -> None:

@@ -9,8 +9,8 @@ import pytest
 
 np = pytest.importorskip("numpy")
 
-from processing_service.diarization import SpeakerTurn  # noqa: E402
-from processing_service.diarization_blocks import (  # noqa: E402
+from contracts import SpeakerTurn  # noqa: E402
+from processing_service.diarize.blocks import (  # noqa: E402
     BlockSpeaker,
     join_at_boundaries,
     link_speakers,

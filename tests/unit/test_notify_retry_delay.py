@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from processing_service.config import Settings
-from processing_service.notification import Notifier
+from processing_service.notify.stage import retry_delay_ms
+from processing_service.runtime.config import Settings
+from processing_service.runtime.context import StageContext
 
 
-def _notifier(**env: str) -> Notifier:
+def _context(**env: str) -> StageContext:
     unused: Any = None  # the delay needs neither the stores nor the event publisher
-    return Notifier(Settings.from_env(env), unused, unused, unused)
+    return StageContext(Settings.from_env(env), unused, unused, unused, unused)
 
 
 def test_retry_after_is_honoured_up_to_the_longest_backoff() -> None:
-    notifier = _notifier(RETRY_MAX_BACKOFF_MS="60000")
-    assert notifier.retry_delay_ms(None) is None  # the policy's own backoff
-    assert notifier.retry_delay_ms(2.5) == 2_500
-    assert notifier.retry_delay_ms(3600) == 60_000  # an hour would outlive the consumer timeout
-    assert _notifier().retry_delay_ms(3600) == 300_000  # the default longest backoff
+    ctx = _context(RETRY_MAX_BACKOFF_MS="60000")
+    assert retry_delay_ms(ctx, None) is None  # the policy's own backoff
+    assert retry_delay_ms(ctx, 2.5) == 2_500
+    assert retry_delay_ms(ctx, 3600) == 60_000  # an hour would outlive the consumer timeout
+    assert retry_delay_ms(_context(), 3600) == 300_000  # the default longest backoff

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import base64
+import ipaddress
 
 import pytest
 
-from ingest_service.options import new_webhook_secret, parse_options
+from contracts import JobOptions
+from ingest_service.options import (
+    check_webhook_destination,
+    new_webhook_secret,
+    parse_options,
+    speaker_hints,
+)
 from ingest_service.problems import InvalidOptions
 
 
@@ -58,3 +66,25 @@ def test_a_client_secret_is_kept_and_checked() -> None:
 def test_invalid_fields_are_refused(fields: dict[str, str]) -> None:
     with pytest.raises(InvalidOptions):
         parse_options(fields)
+
+
+def test_speaker_hints_replace_all_three_and_keep_the_rest() -> None:
+    current = JobOptions(language="en", num_speakers=3, metadata={"k": 1})
+    updated = speaker_hints(b'{"min_speakers": 2, "max_speakers": 4}', current)
+    assert updated == JobOptions(language="en", min_speakers=2, max_speakers=4, metadata={"k": 1})
+    assert speaker_hints(b"", current) == JobOptions(language="en", metadata={"k": 1})
+    with pytest.raises(InvalidOptions, match="invalid speaker hints: min_speakers must not"):
+        speaker_hints(b'{"min_speakers": 5, "max_speakers": 2}', current)
+    with pytest.raises(InvalidOptions, match="must be a JSON object"):
+        speaker_hints(b"two", current)
+
+
+def test_webhook_destinations_are_checked_against_the_ssrf_policy() -> None:
+    loopback = (ipaddress.ip_network("127.0.0.0/8"),)
+    with pytest.raises(InvalidOptions, match=r"loopback.*\(127\.0\.0\.1\).*WEBHOOK_ALLOWED"):
+        asyncio.run(check_webhook_destination("http://127.0.0.1:9/h", ()))
+    with pytest.raises(InvalidOptions, match="::1"):
+        asyncio.run(check_webhook_destination("http://[::1]/h", ()))
+    asyncio.run(check_webhook_destination("http://127.0.0.1:9/h", loopback))
+    # A host that does not resolve (yet) passes here; notify checks again before sending.
+    asyncio.run(check_webhook_destination("https://no-such-host.invalid/h", ()))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from contracts import Segment, SpeakerTurn, Word
-from processing_service.speakers import attribute, relabel, summarize
+from processing_service.diarize.attribution import attribute, relabel, summarize
 
 
 def seg(*words: tuple[str, float, float]) -> Segment:

@@ -1,7 +1,7 @@
 """Unit tests for the CTranslate2 model.bin reader and the name mapping to openai-whisper.
 
 A small synthetic Whisper-shaped model.bin is written here byte by byte, following the
-format in processing_service.whisper_weights (binary version 6, little-endian).
+format in processing_service.transcribe.weights (binary version 6, little-endian).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 # numpy comes with the speech stack; without it there is nothing to convert.
 np = pytest.importorskip("numpy")
 
-from processing_service.whisper_weights import (  # noqa: E402 - needs numpy
+from processing_service.transcribe.weights import (  # noqa: E402 - needs numpy
     convert_ct2_to_whisper,
     ct2_to_whisper_state_dict,
     load_whisper_checkpoint,

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from contracts import Stage
-from processing_service.config import MAX_HELD_MS, ConfigError, Settings
+from processing_service.runtime.config import MAX_HELD_MS, ConfigError, Settings
 
 
 def test_defaults_need_no_environment() -> None:
     settings = Settings.from_env({})
     assert settings == Settings()
-    assert settings.diarization_segmentation_step == 0.33
-    assert settings.diarization_block_s == 1800.0
-    assert settings.diarization_max_duration_s == 4 * 3600
+    assert settings.diarization.segmentation_step == 0.33
+    assert settings.diarization.block_s == 1800.0
+    assert settings.diarization.max_duration_s == 4 * 3600
     assert all(p.time_limit_ms <= MAX_HELD_MS for p in settings.policies.values())
 
 
@@ -28,9 +28,9 @@ def test_environment_overrides() -> None:
             "HF_TOKEN": "hf_secret",
         }
     )
-    assert settings.diarization_segmentation_step == 0.1
-    assert settings.diarization_block_s == 0.0  # never split
-    assert settings.diarization_max_duration_s == 0.0  # no limit
+    assert settings.diarization.segmentation_step == 0.1
+    assert settings.diarization.block_s == 0.0  # never split
+    assert settings.diarization.max_duration_s == 0.0  # no limit
     assert settings.policies[Stage.DIARIZE].time_limit_ms == 1_200_000
     assert settings.policies[Stage.DIARIZE].max_retries == 0
     assert "hf_secret" not in repr(settings)

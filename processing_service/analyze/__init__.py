@@ -1,0 +1,1 @@
+"""analyze: meeting notes (summary, rules, keywords) offline, or from an LLM endpoint."""

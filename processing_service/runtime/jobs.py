@@ -1,0 +1,253 @@
+"""The generic job-state transitions every stage shares, in Postgres.
+
+A stage's own outputs (chunks, transcript, speakers, notes, deliveries) are written by
+the store of its package; what is written here is the state machine: a job is loaded,
+a stage started, finished, degraded or failed, and the job finalized.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from contracts import AudioFacts, JobOptions, JobStatus, Stage, StageState
+from contracts.states import DONE_STATES, next_stage
+from processing_service.runtime.database import Database
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    status: JobStatus
+    storage_path: str
+    options: JobOptions
+    audio: AudioFacts | None
+    stages: dict[Stage, StageState]
+    generation: int
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    state: StageState
+    error: str | None
+    generation: int
+    metadata: dict[str, Any]
+
+
+#: Row-locking check that job $1 is still queued or processing: a stray or late message
+#: for a finished job must not rewrite its history.
+LOCK_LIVE_JOB = (
+    "SELECT true FROM jobs WHERE id = $1 AND status IN ('queued', 'processing') FOR UPDATE"
+)
+
+#: Appends warning $2 to job $1 once, however often a redelivered message says it.
+ADD_WARNING = (
+    "UPDATE jobs SET warnings = CASE WHEN warnings ? $2 THEN warnings"
+    " ELSE warnings || jsonb_build_array($2) END WHERE id = $1"
+)
+
+
+async def finish_stage_in(
+    conn: asyncpg.Connection, jid: uuid.UUID, stage: Stage, state: StageState, error: str | None
+) -> None:
+    """Settle `stage` and queue the next one, inside the caller's transaction."""
+    await conn.execute(
+        "UPDATE job_stages SET state = $3, error = $4, finished_at = now()"
+        " WHERE job_id = $1 AND stage = $2",
+        jid,
+        stage.value,
+        state.value,
+        error,
+    )
+    following = next_stage(stage)
+    if following is not None:
+        await conn.execute(
+            "UPDATE job_stages SET state = 'queued' WHERE job_id = $1 AND stage = $2"
+            " AND state = 'pending'",
+            jid,
+            following.value,
+        )
+    await conn.execute("UPDATE jobs SET updated_at = now() WHERE id = $1", jid)
+
+
+class JobStore:
+    """Blocking access to jobs and their stage rows."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def load_job(self, job_id: str) -> JobRecord | None:
+        async def q(conn: asyncpg.Connection) -> JobRecord | None:
+            row = await conn.fetchrow(
+                "SELECT id, status, storage_path, options, audio, generation FROM jobs"
+                " WHERE id = $1",
+                uuid.UUID(job_id),
+            )
+            if row is None:
+                return None
+            stages = await conn.fetch(
+                "SELECT stage, state FROM job_stages WHERE job_id = $1", row["id"]
+            )
+            return JobRecord(
+                id=job_id,
+                status=JobStatus(row["status"]),
+                storage_path=row["storage_path"],
+                options=msgspec.convert(row["options"], JobOptions),
+                audio=None if row["audio"] is None else msgspec.convert(row["audio"], AudioFacts),
+                stages={Stage(s["stage"]): StageState(s["state"]) for s in stages},
+                generation=row["generation"],
+            )
+
+        return self.db.transaction(q)
+
+    def stage_outcome(self, job_id: str, stage: Stage) -> StageOutcome | None:
+        row = self.db.fetchrow(
+            "SELECT s.state, s.error, j.generation, j.options -> 'metadata' AS metadata"
+            " FROM job_stages s JOIN jobs j ON j.id = s.job_id"
+            " WHERE s.job_id = $1 AND s.stage = $2",
+            uuid.UUID(job_id),
+            stage.value,
+        )
+        if row is None:
+            return None
+        return StageOutcome(
+            StageState(row["state"]), row["error"], row["generation"], row["metadata"] or {}
+        )
+
+    def start_stage(self, job_id: str, stage: Stage) -> int:
+        """Count an attempt and return the count; the job is `processing` from now on."""
+
+        async def q(conn: asyncpg.Connection) -> int:
+            jid = uuid.UUID(job_id)
+            attempts: int = await conn.fetchval(
+                "UPDATE job_stages SET state = 'running', attempts = attempts + 1,"
+                " started_at = coalesce(started_at, now()) WHERE job_id = $1 AND stage = $2"
+                " RETURNING attempts",
+                jid,
+                stage.value,
+            )
+            await conn.execute(
+                "UPDATE jobs SET status = 'processing', started_at = coalesce(started_at, now()),"
+                " updated_at = now() WHERE id = $1 AND status IN ('queued', 'processing')",
+                jid,
+            )
+            return attempts
+
+        return self.db.transaction(q)
+
+    def finish_stage(self, job_id: str, stage: Stage, state: StageState, error: str | None) -> None:
+        self.db.transaction(
+            lambda conn: finish_stage_in(conn, uuid.UUID(job_id), stage, state, error)
+        )
+
+    def add_warning(self, job_id: str, warning: str) -> None:
+        self.db.execute(ADD_WARNING, uuid.UUID(job_id), warning)
+
+    def record_attempt_error(self, job_id: str, stage: Stage, error: str) -> None:
+        async def q(conn: asyncpg.Connection) -> None:
+            if not await conn.fetchval(LOCK_LIVE_JOB, uuid.UUID(job_id)):
+                return
+            await conn.execute(
+                "UPDATE job_stages SET error = $3 WHERE job_id = $1 AND stage = $2",
+                uuid.UUID(job_id),
+                stage.value,
+                error,
+            )
+
+        self.db.transaction(q)
+
+    def degrade(
+        self,
+        job_id: str,
+        stage: Stage,
+        error: str,
+        warning: str,
+        state: StageState = StageState.DEAD,
+    ) -> bool:
+        """An optional stage gave up (or was skipped): the job goes on without its output.
+
+        False, and nothing changed, when the job has ended or the stage has already
+        succeeded (a duplicate of its message failing late must not undo that). A
+        diarize that gives up also resets the result to the transcript as transcribed.
+        """
+
+        async def q(conn: asyncpg.Connection) -> bool:
+            jid = uuid.UUID(job_id)
+            if not await conn.fetchval(LOCK_LIVE_JOB, jid):
+                return False
+            current = await conn.fetchval(
+                "SELECT state FROM job_stages WHERE job_id = $1 AND stage = $2", jid, stage.value
+            )
+            if current in {s.value for s in DONE_STATES}:
+                return False
+            if stage is Stage.DIARIZE:
+                await conn.execute(
+                    "UPDATE job_results SET document = document || jsonb_build_object("
+                    " 'segments', transcript, 'speakers', '[]'::jsonb, 'turns', '[]'::jsonb),"
+                    " updated_at = now() WHERE job_id = $1 AND transcript IS NOT NULL",
+                    jid,
+                )
+            await conn.execute(ADD_WARNING, jid, warning)
+            await finish_stage_in(conn, jid, stage, state, error)
+            return True
+
+        return self.db.transaction(q)
+
+    def fail_job(self, job_id: str, stage: Stage, error: str) -> bool:
+        """A critical stage gave up: fail the job. True if this call changed its status."""
+
+        async def q(conn: asyncpg.Connection) -> bool:
+            jid = uuid.UUID(job_id)
+            if not await conn.fetchval(LOCK_LIVE_JOB, jid):
+                return False
+            await conn.execute(
+                "UPDATE job_stages SET state = 'dead', error = $3, finished_at = now()"
+                " WHERE job_id = $1 AND stage = $2",
+                jid,
+                stage.value,
+                error,
+            )
+            changed = await conn.fetchval(
+                "UPDATE jobs SET status = 'failed', error = $2, finished_at = now(),"
+                " updated_at = now() WHERE id = $1 AND status IN ('queued', 'processing')"
+                " RETURNING true",
+                jid,
+                f"{stage.value} failed: {error}",
+            )
+            # What would have come after will not run; notify still tells the client.
+            await conn.execute(
+                "UPDATE job_stages SET state = CASE WHEN stage = 'notify' THEN 'queued'"
+                " ELSE 'skipped' END WHERE job_id = $1 AND state IN ('pending', 'queued')",
+                jid,
+            )
+            return bool(changed)
+
+        return self.db.transaction(q)
+
+    def finalize(self, job_id: str) -> JobStatus:
+        """Mark a job that is still running as completed; stamp the result document."""
+
+        async def q(conn: asyncpg.Connection) -> JobStatus:
+            jid = uuid.UUID(job_id)
+            row = await conn.fetchrow(
+                "UPDATE jobs SET status = CASE WHEN status IN ('queued', 'processing')"
+                " THEN 'completed' ELSE status END,"
+                " finished_at = coalesce(finished_at, now()), updated_at = now()"
+                " WHERE id = $1 RETURNING status, warnings",
+                jid,
+            )
+            await conn.execute(
+                "UPDATE job_results SET document = document"
+                " || jsonb_build_object('status', $2::text, 'warnings', $3::jsonb),"
+                " updated_at = now() WHERE job_id = $1",
+                jid,
+                row["status"],
+                row["warnings"],
+            )
+            return JobStatus(row["status"])
+
+        return self.db.transaction(q)

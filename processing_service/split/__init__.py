@@ -1,0 +1,1 @@
+"""split: probe and normalize the upload with ffmpeg, plan and cut chunks."""

@@ -1,0 +1,76 @@
+"""The split stage: probe, normalize to 16 kHz mono, cut long recordings into chunks.
+
+Redelivered after it succeeded, split sends again the chunks that have no transcript
+yet (a replay of a dead chunk relies on it), and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from contracts import AudioFacts, ChunkReady, JobSubmitted, Stage
+from contracts.states import DONE_STATES
+from processing_service.runtime import metrics
+from processing_service.runtime.context import StageContext, normalized_audio, work_dir
+from processing_service.split import ffmpeg
+from processing_service.split.planning import plan_chunks
+from processing_service.split.store import PlannedChunk, complete_split
+from processing_service.transcribe.store import chunks_of
+
+log = structlog.get_logger("processing.split")
+
+
+def run(ctx: StageContext, message: JobSubmitted) -> None:
+    job = ctx.live_job(message.job_id)
+    if job is None:
+        return
+    if job.stages[Stage.SPLIT] not in DONE_STATES:
+        _split(ctx, message)
+    elif job.stages[Stage.TRANSCRIBE] in DONE_STATES:
+        return
+    chunks = chunks_of(ctx.db, job.id)
+    for chunk in chunks:
+        if chunk.transcript is None:
+            ctx.send(
+                Stage.TRANSCRIBE,
+                ChunkReady(
+                    job_id=job.id,
+                    chunk_index=chunk.index,
+                    chunk_count=len(chunks),
+                    audio_path=chunk.audio_path,
+                    start_s=chunk.start_s,
+                    end_s=chunk.end_s,
+                ),
+            )
+
+
+def _split(ctx: StageContext, message: JobSubmitted) -> None:
+    started = time.perf_counter()
+    job_id = message.job_id
+    ctx.begin(job_id, Stage.SPLIT)
+    upload = ctx.path(message.storage_path)
+    info = ffmpeg.probe(upload)
+    normalized = normalized_audio(job_id)
+    duration = ffmpeg.normalize(upload, ctx.path(normalized))
+    c = ctx.settings.chunks
+    plans = plan_chunks(duration, c.split_threshold_s, c.chunk_s, c.overlap_s)
+    chunks = []
+    for plan in plans:
+        path = normalized
+        if len(plans) > 1:
+            path = f"{work_dir(job_id)}/chunk-{plan.index:04d}.wav"
+            ffmpeg.cut_chunk(ctx.path(normalized), ctx.path(path), plan.start_s, plan.end_s)
+        chunks.append(PlannedChunk(plan.index, plan.start_s, plan.end_s, path))
+    facts = AudioFacts(
+        codec=info.codec,
+        container=info.container,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        duration_s=round(duration, 3),
+        chunks=len(chunks),
+    )
+    complete_split(ctx.db, job_id, facts, chunks)
+    metrics.observe_audio(Stage.SPLIT, duration, time.perf_counter() - started)
+    log.info("split done", duration_s=facts.duration_s, chunks=len(chunks), codec=info.codec)

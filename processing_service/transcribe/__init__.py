@@ -1,0 +1,1 @@
+"""transcribe: openai-whisper per chunk, checkpoint rebuilding, stitching and fan-in."""

@@ -1,0 +1,111 @@
+"""Transcribing audio files with openai-whisper: the transcribe stage's model adapter.
+
+The model loads lazily, once per worker process (after Dramatiq forks), and is shared
+by the process's threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from contracts import Segment, Word
+from processing_service.runtime.config import ModelSettings
+from processing_service.runtime.errors import UploadMissing
+from processing_service.transcribe.stitching import ChunkTranscript
+
+_models: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+class Transcriber(Protocol):
+    """Transcribes one file; times in the result are shifted by `offset_s`."""
+
+    #: The model's name, as the job's warnings mention it.
+    name: str
+
+    def __call__(self, path: Path, language: str | None, offset_s: float) -> ChunkTranscript:
+        """The file's transcript; `language` None detects it (multilingual models)."""
+        ...
+
+
+def resolve_model(spec: str, cache_dir: Path) -> str:
+    """A checkpoint path if `spec` is a file or a cached model name, else the name itself."""
+    if Path(spec).is_file():
+        return spec
+    cached = cache_dir / "whisper" / f"{spec}.pt"
+    return str(cached) if cached.is_file() else spec
+
+
+def get_model(spec: str, cache_dir: Path, torch_threads: int) -> Any:
+    """The process's whisper model for `spec`, loaded on first use."""
+    with _lock:
+        if spec not in _models:
+            import torch  # noqa: PLC0415 - the speech stack loads only in workers that need it
+
+            from processing_service.transcribe.weights import load_whisper_checkpoint  # noqa: PLC0415
+
+            if torch_threads:
+                torch.set_num_threads(torch_threads)
+            _models[spec] = load_whisper_checkpoint(
+                resolve_model(spec, cache_dir), download_root=str(cache_dir / "whisper")
+            )
+        return _models[spec]
+
+
+def is_multilingual(model: Any) -> bool:
+    return bool(model.is_multilingual)
+
+
+def transcribe_file(
+    model: Any, path: Path, language: str | None, offset_s: float
+) -> ChunkTranscript:
+    """Transcribe one audio file; times in the result are shifted by `offset_s`."""
+    import whisper  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
+
+    if not path.exists():  # else the reason would be ffmpeg's whole banner
+        raise UploadMissing(f"the chunk {path.name} is not in storage")
+    audio = whisper.load_audio(str(path))
+    result = model.transcribe(
+        audio,
+        language=language if is_multilingual(model) else "en",
+        word_timestamps=True,
+        fp16=False,
+        verbose=None,
+    )
+    segments = []
+    for seg in result["segments"]:
+        words = [
+            Word(
+                start=round(offset_s + float(w["start"]), 3),
+                end=round(offset_s + float(w["end"]), 3),
+                word=str(w["word"]),
+                probability=round(float(w["probability"]), 4),
+            )
+            for w in seg.get("words", [])
+        ]
+        segments.append(
+            Segment(
+                start=round(offset_s + float(seg["start"]), 3),
+                end=round(offset_s + float(seg["end"]), 3),
+                text=str(seg["text"]).strip(),
+                words=words,
+            )
+        )
+    return ChunkTranscript(language=result.get("language"), segments=segments)
+
+
+class WhisperTranscriber:
+    """openai-whisper as configured by `ModelSettings`, loaded on first use."""
+
+    def __init__(self, models: ModelSettings) -> None:
+        self._models = models
+        self.name = models.whisper_model
+
+    def _model(self) -> Any:
+        m = self._models
+        return get_model(m.whisper_model, m.cache_dir, m.torch_threads)
+
+    def __call__(self, path: Path, language: str | None, offset_s: float) -> ChunkTranscript:
+        return transcribe_file(self._model(), path, language, offset_s)
