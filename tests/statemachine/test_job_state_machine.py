@@ -24,6 +24,7 @@ from tests.statemachine.harness import (
     in_process_worker,
 )
 
+
 @pytest.fixture
 def start(isolated_env: IsolatedEnv) -> Iterator[Any]:
     with contextlib.ExitStack() as stack:
