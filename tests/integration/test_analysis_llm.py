@@ -11,7 +11,7 @@ import pytest
 
 from contracts import Segment
 from contracts.result import ActionItem, Decision
-from processing_service import llm_client
+from processing_service.analyze import llm as llm_client
 from processing_service.analyze.notes import LlmSettings, analyze, offline_analysis
 from tests.fake_llm import Answer, FakeLlm, Raw, Slow, Status
 
