@@ -268,19 +268,17 @@ def stage_seconds(job: dict[str, Any]) -> dict[str, float]:
 
 
 def bare_transcribe(model: str, threads: int, paths: list[Path], warmup: Path) -> dict[str, float]:
-    """Whisper in a fresh process, no services: the same call the worker makes."""
+    """Whisper in a fresh process, no services: the worker's own transcription call."""
     code = f"""
-import json, sys, time, torch
-from processing_service.transcribe.whisper import resolve_model
-from processing_service.transcribe.weights import load_whisper_checkpoint
-from processing_service.runtime.config import get_settings
-import whisper
-if {threads}: torch.set_num_threads({threads})
-m = load_whisper_checkpoint(resolve_model({model!r}, get_settings().models.cache_dir))
+import json, sys, time
+from pathlib import Path
+from processing_service.runtime.config import ModelSettings, get_settings
+from processing_service.transcribe.whisper import WhisperTranscriber
+cache_dir = get_settings().models.cache_dir
+transcribe = WhisperTranscriber(ModelSettings(cache_dir, {model!r}, {threads}))
 def run(p):
-    a = whisper.load_audio(p)
     t = time.perf_counter()
-    m.transcribe(a, language="en", word_timestamps=True, fp16=False, verbose=None)
+    transcribe(Path(p), None, 0.0)
     return time.perf_counter() - t
 run({str(warmup)!r})
 print(json.dumps({{p: run(p) for p in sys.argv[1:]}}))
