@@ -239,8 +239,8 @@ def test_compose_is_yaml_that_names_every_service() -> None:
 def test_compose_sets_only_variables_the_services_read() -> None:
     sources = "\n".join(
         path.read_text()
-        for package in ("ingest_service", "processing_service")
-        for path in (REPO_ROOT / package).glob("*.py")
+        for package in ("ingest_service", "processing_service", "infra")
+        for path in (REPO_ROOT / package).rglob("*.py")
     )
     read_elsewhere = {"PYANNOTE_METRICS_ENABLED"}  # pyannote.audio's own switch
     for name in ("ingest", "worker-light", "worker-heavy", "models"):
@@ -706,6 +706,8 @@ def running_prometheus(binary: str, config: Path, data: Path) -> Iterator[str]:
 
 def api(base: str, path: str, **params: str) -> Any:
     response = httpx.get(f"{base}/api/v1/{path}", params=params, timeout=10)
+    # Prometheus answers 503 (not JSON) while it starts; `poll` retries HTTP errors.
+    response.raise_for_status()
     body = response.json()
     assert body["status"] == "success", body
     return body["data"]

@@ -40,7 +40,7 @@ MAX_DER = {2: 0.10, 3: 0.10, 4: 0.10}
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
     """The weights' cache root, provisioned by the CLI (as ``make models`` does)."""
-    paths = [Path(line) for line in provision("processing_service.diarize.diarizer")]
+    paths = [Path(line) for line in provision("processing_service.diarize.weights")]
     cache = MODEL_CACHE_DIR
     assert paths == [cache / "pyannote" / SEGMENTATION.target, cache / "pyannote" / CAMPPLUS.target]
     return cache
