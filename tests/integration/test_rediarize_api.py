@@ -167,7 +167,7 @@ def test_only_completed_jobs_can_be_diarized_again(ingest: IngestServer) -> None
 
 
 def test_a_late_failure_of_a_duplicate_diarize_keeps_the_speakers(
-    ingest: IngestServer, isolated_env: IsolatedEnv
+    ingest: IngestServer, isolated_env: IsolatedEnv, request: pytest.FixtureRequest
 ) -> None:
     from contracts import Stage  # noqa: PLC0415
     from processing_service.runtime.database import Database  # noqa: PLC0415
@@ -178,7 +178,9 @@ def test_a_late_failure_of_a_duplicate_diarize_keeps_the_speakers(
     # Still running (analyze next), diarize has succeeded: a duplicate diarize message
     # that now fails for the last time must not undo it.
     query(isolated_env.database_url, "UPDATE jobs SET status = 'processing' WHERE id = $1", jid)
-    store = JobStore(Database(isolated_env.database_url))
+    database = Database(isolated_env.database_url)
+    request.addfinalizer(database.close)  # its pool must not outlive the test database
+    store = JobStore(database)
 
     def speakers() -> object:
         return query(
