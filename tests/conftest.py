@@ -18,7 +18,7 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
-from tests.servers import IsolatedEnv
+from tests.support.servers import IsolatedEnv
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")

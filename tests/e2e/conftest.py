@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.models import MODEL_CACHE_DIR
-from tests.servers import IngestServer, IsolatedEnv, Worker
-from tests.speech import concatenate, speak
+from tests.support.models import MODEL_CACHE_DIR
+from tests.support.servers import IngestServer, IsolatedEnv, Worker
+from tests.support.speech import concatenate, speak
 
 SHORT_TEXT = (
     "Good morning everyone. The quarterly budget review starts at ten o'clock tomorrow, "

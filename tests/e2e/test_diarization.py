@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import isolated
-from tests.diarization_audio import Conversation, conversation
 from tests.e2e.conftest import stage, start_worker, upload, wait_for_job
-from tests.servers import IngestServer, IsolatedEnv, Worker
+from tests.support.diarization_audio import Conversation, conversation
+from tests.support.servers import IngestServer, IsolatedEnv, Worker
 
 pytestmark = pytest.mark.models
 

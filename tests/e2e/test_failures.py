@@ -13,9 +13,9 @@ import pytest
 
 from contracts.routing import SUBMIT_QUEUE, dead_letter_queue
 from tests.e2e.conftest import SHORT_TEXT, stage, start_worker, upload, wait_for_job, worker_env
-from tests.integration.helpers import query
-from tests.servers import IngestServer, IsolatedEnv, Worker
-from tests.wer import word_error_rate
+from tests.support.backends import query
+from tests.support.servers import IngestServer, IsolatedEnv, Worker
+from tests.support.wer import word_error_rate
 
 pytestmark = pytest.mark.models
 

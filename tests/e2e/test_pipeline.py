@@ -17,10 +17,10 @@ from tests.e2e.conftest import (
     upload,
     wait_for_job,
 )
-from tests.integration.helpers import query
-from tests.servers import IngestServer, IsolatedEnv, Worker
-from tests.speech import concatenate, speak
-from tests.wer import word_error_rate
+from tests.support.backends import query
+from tests.support.servers import IngestServer, IsolatedEnv, Worker
+from tests.support.speech import concatenate, speak
+from tests.support.wer import word_error_rate
 
 pytestmark = pytest.mark.models
 

@@ -14,8 +14,8 @@ import pytest
 from contracts.routing import dead_letter_queue
 from tests.conftest import isolated
 from tests.e2e.conftest import stage, start_worker, upload, wait_for_job, worker_env
-from tests.integration.helpers import query
-from tests.servers import REPO_ROOT, IngestServer, IsolatedEnv, Worker
+from tests.support.backends import query
+from tests.support.servers import REPO_ROOT, IngestServer, IsolatedEnv, Worker
 
 pytestmark = pytest.mark.models
 

@@ -13,7 +13,7 @@ from contracts import Segment
 from contracts.result import ActionItem, Decision
 from processing_service.analyze import llm as llm_client
 from processing_service.analyze.notes import LlmSettings, analyze, offline_analysis
-from tests.fake_llm import Answer, FakeLlm, Raw, Slow, Status
+from tests.support.fake_llm import Answer, FakeLlm, Raw, Slow, Status
 
 API_KEY = "sk-test-0123456789abcdef"
 

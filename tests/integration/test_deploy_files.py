@@ -36,7 +36,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from contracts import Stage
 from contracts.routing import EVENTS_EXCHANGE, STAGE_QUEUES, dead_letter_queue
 from processing_service.runtime.config import MAX_HELD_MS
-from tests.servers import REPO_ROOT, IngestServer, Worker, free_port
+from tests.support.servers import REPO_ROOT, IngestServer, Worker, free_port
 
 yaml = pytest.importorskip("yaml")
 
@@ -594,8 +594,8 @@ def exercised_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]
         wait_for_job,
         worker_env,
     )
-    from tests.speech import speak  # noqa: PLC0415
-    from tests.webhook_receiver import WebhookReceiver  # noqa: PLC0415
+    from tests.support.speech import speak  # noqa: PLC0415
+    from tests.support.webhook_receiver import WebhookReceiver  # noqa: PLC0415
 
     loopback = "127.0.0.0/8,::1/128"
     logs = tmp_path_factory.mktemp("deploy-logs")

@@ -21,9 +21,9 @@ pytest.importorskip("pyannote.audio")
 from contracts import SpeakerTurn
 from processing_service.diarize.diarizer import Diarizer, load_diarizer
 from processing_service.diarize.weights import CAMPPLUS, SEGMENTATION, ensure_diarization_weights
-from tests.der import diarization_error_rate
-from tests.diarization_audio import Conversation, conversation
-from tests.models import MODEL_CACHE_DIR, provision
+from tests.support.der import diarization_error_rate
+from tests.support.diarization_audio import Conversation, conversation
+from tests.support.models import MODEL_CACHE_DIR, provision
 
 pytestmark = pytest.mark.models
 

@@ -15,7 +15,7 @@ from contracts.events import JobFinished
 from contracts.routing import EVENTS_EXCHANGE
 from processing_service.runtime.errors import TransientError
 from processing_service.runtime.events import EventPublisher
-from tests.servers import IsolatedEnv
+from tests.support.servers import IsolatedEnv
 
 QUEUE = "test-event-publisher"
 

@@ -14,9 +14,9 @@ import pytest
 
 from contracts import JobSubmitted
 from contracts.routing import SUBMIT_ACTOR, SUBMIT_QUEUE
-from tests.audio import wav_bytes
-from tests.integration.helpers import query, wait_for_message
-from tests.servers import IngestServer, IsolatedEnv
+from tests.support.audio import wav_bytes
+from tests.support.backends import query, wait_for_message
+from tests.support.servers import IngestServer, IsolatedEnv
 
 PROBLEM = "application/problem+json"
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.audio import wav_bytes
-from tests.integration.helpers import query
-from tests.servers import IngestServer, IsolatedEnv
+from tests.support.audio import wav_bytes
+from tests.support.backends import query
+from tests.support.servers import IngestServer, IsolatedEnv
 
 LIMIT = 1024 * 1024
 KEY_A, KEY_B = "key-alpha-0123456789", "key-bravo-9876543210"

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from contracts.routing import SUBMIT_QUEUE
-from tests.audio import wav_bytes
-from tests.integration.helpers import query, wait_for_messages
-from tests.servers import IngestServer, IsolatedEnv
-from tests.tcp_proxy import TcpProxy
+from tests.support.audio import wav_bytes
+from tests.support.backends import query, wait_for_messages
+from tests.support.servers import IngestServer, IsolatedEnv
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture

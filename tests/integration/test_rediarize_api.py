@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from contracts import StageRequested
-from tests.audio import wav_bytes
-from tests.integration.helpers import query, wait_for_message
-from tests.servers import IngestServer, IsolatedEnv
+from tests.support.audio import wav_bytes
+from tests.support.backends import query, wait_for_message
+from tests.support.servers import IngestServer, IsolatedEnv
 
 PROBLEM = "application/problem+json"
 

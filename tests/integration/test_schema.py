@@ -4,8 +4,8 @@ import asyncio
 
 from contracts.schema import migrations
 from infra.postgres import migrate
-from tests.integration.helpers import query
-from tests.servers import IsolatedEnv
+from tests.support.backends import query
+from tests.support.servers import IsolatedEnv
 
 
 def test_migrations_apply_once_and_are_recorded(isolated_env: IsolatedEnv) -> None:

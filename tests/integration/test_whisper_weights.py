@@ -22,8 +22,8 @@ pytest.importorskip("torch")
 pytest.importorskip("whisper")
 
 from processing_service.transcribe.weights import load_whisper_checkpoint  # noqa: E402
-from tests.models import MODEL_CACHE_DIR, provision  # noqa: E402
-from tests.wer import word_error_rate  # noqa: E402
+from tests.support.models import MODEL_CACHE_DIR, provision  # noqa: E402
+from tests.support.wer import word_error_rate  # noqa: E402
 
 pytestmark = [
     pytest.mark.models,

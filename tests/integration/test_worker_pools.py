@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from contracts.routing import STAGE_QUEUES
-from tests.servers import REPO_ROOT, IsolatedEnv, Worker
+from tests.support.servers import REPO_ROOT, IsolatedEnv, Worker
 
 
 def consumers(env: IsolatedEnv) -> dict[str, int]:

@@ -34,8 +34,8 @@ from infra.postgres import migrate
 from processing_service.runtime.config import Settings
 from processing_service.transcribe.stitching import ChunkTranscript
 from processing_service.worker import Models, create_broker
-from tests.audio import wav_bytes
-from tests.integration.helpers import query
+from tests.support.audio import wav_bytes
+from tests.support.backends import query
 
 #: Fast retries, and thresholds that cut a 12 s recording into 3 chunks.
 FAST_ENV = {

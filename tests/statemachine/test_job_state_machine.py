@@ -15,14 +15,14 @@ import pytest
 
 from contracts import ChunkReady, JobSubmitted, Stage, StageRequested
 from processing_service.runtime.errors import UndecodableAudio
-from tests.integration.helpers import query
-from tests.servers import IsolatedEnv, free_port
 from tests.statemachine.harness import (
     FakeDiarize,
     FakeTranscriber,
     InProcessWorker,
     in_process_worker,
 )
+from tests.support.backends import query
+from tests.support.servers import IsolatedEnv, free_port
 
 
 @pytest.fixture

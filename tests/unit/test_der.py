@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("numpy")
 pytest.importorskip("scipy")
 
-from tests.der import diarization_error_rate
+from tests.support.der import diarization_error_rate
 
 REFERENCE = [(0.0, 4.0, "alice"), (5.0, 8.0, "bob"), (9.0, 10.0, "alice")]  # 8 s of speech
 
@@ -89,7 +89,7 @@ def test_collar_forgives_boundary_errors() -> None:
 
 
 def test_accepts_turn_objects_and_empty_hypothesis() -> None:
-    from tests.diarization_audio import Turn  # noqa: PLC0415
+    from tests.support.diarization_audio import Turn  # noqa: PLC0415
 
     reference = [Turn(s, e, spk) for s, e, spk in REFERENCE]
     result = diarization_error_rate(reference, [])

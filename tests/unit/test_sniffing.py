@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ingest_service.sniffing import AudioFormat, sniff_audio
-from tests.audio import wav_bytes
+from tests.support.audio import wav_bytes
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.wer import normalize_words, word_edit_distance, word_error_rate
+from tests.support.wer import normalize_words, word_edit_distance, word_error_rate
 
 
 def test_normalize_words_drops_case_and_punctuation() -> None:

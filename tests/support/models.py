@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: $MODEL_CACHE_DIR (relative to the repository root when relative), else .cache/models.
 MODEL_CACHE_DIR = REPO_ROOT / os.environ.get("MODEL_CACHE_DIR", ".cache/models")
