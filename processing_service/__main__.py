@@ -1,5 +1,8 @@
 """`python -m processing_service [--pool all|light|heavy] [--stages ...]`: run worker pools.
 
+A supervisor (`processing_service.supervisor`) runs each pool's processes and replaces
+any that dies, so one killed process is never an outage.
+
 The light pool (split, analyze, notify) runs several threads; the heavy pool (transcribe,
 diarize) runs one model per process and prefetches one message at a time, so a busy
 worker does not hoard messages that another could take. `all` runs both pools.
@@ -11,15 +14,17 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from types import FrameType
 
 from contracts import Stage
 from contracts.routing import STAGE_QUEUES
+from infra.logs import configure_logging
 from infra.postgres import migrate
 from processing_service.runtime.config import Settings, get_settings
+from processing_service.supervisor import PoolSpec, Supervisor
 
 POOLS: dict[str, tuple[Stage, ...]] = {
     "light": (Stage.SPLIT, Stage.ANALYZE, Stage.NOTIFY),
@@ -30,28 +35,53 @@ POOLS: dict[str, tuple[Stage, ...]] = {
 def pool_command(
     pool: str,
     settings: Settings,
-    processes: int | None,
     threads: int | None,
     stages: tuple[Stage, ...] | None = None,
 ) -> list[str]:
-    """The dramatiq command line of one pool, consuming `stages` (default: all of the pool's)."""
+    """The command line of one worker process of `pool`, consuming `stages` (default: all)."""
     heavy = pool == "heavy"
+    p = settings.pools
     return [
         sys.executable,
         "-m",
-        "dramatiq",
-        "processing_service.worker:setup",
-        "--skip-logging",
-        "--processes",
-        str(
-            processes
-            or (settings.pools.heavy_processes if heavy else settings.pools.light_processes)
-        ),
+        "processing_service.worker_process",
         "--threads",
-        str(threads or (settings.pools.heavy_threads if heavy else settings.pools.light_threads)),
+        str(threads or (p.heavy_threads if heavy else p.light_threads)),
+        "--nice",
+        str(p.nice),
         "--queues",
         *(STAGE_QUEUES[stage] for stage in (stages or POOLS[pool])),
     ]
+
+
+def pool_spec(
+    pool: str,
+    settings: Settings,
+    processes: int | None,
+    threads: int | None,
+    stages: tuple[Stage, ...] | None,
+) -> PoolSpec:
+    """One pool as the supervisor runs it: its processes share a metrics directory."""
+    p = settings.pools
+    heavy = pool == "heavy"
+    env = dict(os.environ)
+    if heavy:
+        env["dramatiq_queue_prefetch"] = "1"
+    metrics_dir = Path(tempfile.mkdtemp(prefix=f"audio-worker-metrics-{pool}-"))
+    env.update(
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        prometheus_multiproc_dir=str(metrics_dir),
+        dramatiq_prom_db=str(metrics_dir),
+    )
+    return PoolSpec(
+        name=pool,
+        processes=processes or (p.heavy_processes if heavy else p.light_processes),
+        command=pool_command(pool, settings, threads, stages),
+        env=env,
+        metrics_dir=metrics_dir,
+        metrics_host=p.metrics_host,
+        metrics_port=p.heavy_metrics_port if heavy else p.light_metrics_port,
+    )
 
 
 def parse_stages(pool: str, raw: str | None) -> tuple[Stage, ...] | None:
@@ -89,44 +119,21 @@ def main() -> int:
     settings = get_settings()
     asyncio.run(migrate(settings.database_url))
 
-    pools = list(POOLS) if args.pool == "all" else [args.pool]
-    children = []
-    for pool in pools:
-        env = dict(os.environ)
-        if pool == "heavy":
-            env["dramatiq_queue_prefetch"] = "1"
-        # Each pool's processes share one multiprocess metrics directory, served by
-        # Dramatiq's exposition server on the pool's own port.
-        metrics_dir = tempfile.mkdtemp(prefix=f"audio-worker-metrics-{pool}-")
-        p = settings.pools
-        port = p.heavy_metrics_port if pool == "heavy" else p.light_metrics_port
-        env.update(
-            PROMETHEUS_MULTIPROC_DIR=metrics_dir,
-            prometheus_multiproc_dir=metrics_dir,
-            dramatiq_prom_db=metrics_dir,
-            dramatiq_prom_host=settings.pools.metrics_host,
-            dramatiq_prom_port=str(port),
-        )
-        command = pool_command(pool, settings, args.processes, args.threads, stages)
-        children.append(subprocess.Popen(command, env=env))  # noqa: S603 - our own argv
+    names = list(POOLS) if args.pool == "all" else [args.pool]
+    configure_logging(settings.log_level, settings.log_format)
+    supervisor = Supervisor(
+        [pool_spec(name, settings, args.processes, args.threads, stages) for name in names],
+        settings.pools.restarts,
+    )
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        for child in children:
-            child.send_signal(signum)
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        # Worker processes ignore SIGINT (a Ctrl-C reaches the whole process group);
+        # each stop is passed on as SIGTERM, a second one as SIGKILL.
+        supervisor.stop(signal.SIGTERM)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
-    # If one pool dies, stop the other too: a half-running worker set hides failures.
-    codes = []
-    while children:
-        pid, status = os.wait()
-        for child in list(children):
-            if child.pid == pid:
-                children.remove(child)
-                codes.append(os.waitstatus_to_exitcode(status))
-                for other in children:
-                    other.terminate()
-    return max(codes, default=0)
+        signal.signal(signum, stop)
+    return supervisor.run()
 
 
 if __name__ == "__main__":

@@ -199,6 +199,33 @@ class LlmSettings:
 
 
 @dataclass(frozen=True)
+class RestartPolicy:
+    """When a dead worker process is started again, and when its slot is given up."""
+
+    base_delay_s: float = 0.5  #: WORKER_RESTART_DELAY_S: delay after a first death
+    max_delay_s: float = 30.0  #: WORKER_RESTART_MAX_DELAY_S
+    window_s: float = 60.0  #: WORKER_RESTART_WINDOW_S: deaths older than this are forgotten
+    max_deaths: int = 5  #: WORKER_MAX_DEATHS: more deaths than this in the window give up
+
+    def delay_s(self, recent_deaths: int) -> float:
+        """Seconds before the next start of a slot that died `recent_deaths` times lately."""
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** max(recent_deaths - 1, 0))
+
+    def gives_up(self, recent_deaths: int) -> bool:
+        return recent_deaths > self.max_deaths
+
+    @classmethod
+    def from_env(cls, env: Env) -> RestartPolicy:
+        d = cls()
+        return cls(
+            base_delay_s=env.number("WORKER_RESTART_DELAY_S", d.base_delay_s, 0),
+            max_delay_s=env.number("WORKER_RESTART_MAX_DELAY_S", d.max_delay_s, 0),
+            window_s=env.number("WORKER_RESTART_WINDOW_S", d.window_s, 1),
+            max_deaths=env.integer("WORKER_MAX_DEATHS", d.max_deaths, 0),
+        )
+
+
+@dataclass(frozen=True)
 class PoolSettings:
     """The worker pools `python -m processing_service` runs, and their metrics servers."""
 
@@ -209,6 +236,10 @@ class PoolSettings:
     metrics_host: str = "127.0.0.1"  #: WORKER_METRICS_HOST
     light_metrics_port: int = 9191  #: LIGHT_METRICS_PORT
     heavy_metrics_port: int = 9192  #: HEAVY_METRICS_PORT
+    #: WORKER_NICE: CPU niceness added to every worker process, so that a busy pool
+    #: yields the CPU to the ingest API on a shared host (0 = the supervisor's own).
+    nice: int = 10
+    restarts: RestartPolicy = RestartPolicy()
 
     @classmethod
     def from_env(cls, env: Env) -> PoolSettings:
@@ -221,6 +252,8 @@ class PoolSettings:
             metrics_host=env.text("WORKER_METRICS_HOST", d.metrics_host),
             light_metrics_port=env.integer("LIGHT_METRICS_PORT", d.light_metrics_port, 1),
             heavy_metrics_port=env.integer("HEAVY_METRICS_PORT", d.heavy_metrics_port, 1),
+            nice=env.integer("WORKER_NICE", d.nice, 0),
+            restarts=RestartPolicy.from_env(env),
         )
 
 
