@@ -77,13 +77,13 @@ replay-dlq: venv services ## List dead letters and move them back (QUEUE=name|al
 		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
 
 bench-ingest: venv services ## Upload throughput, latency and memory of the ingest API -> bench/ingest.json
-	@$(PY) scripts/bench_ingest.py --out bench/ingest.json $(BENCH_ARGS)
+	@$(PY) -m scripts.bench_ingest --out bench/ingest.json $(BENCH_ARGS)
 
 bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
-	@$(PY) scripts/bench_pipeline.py --out bench/pipeline.json $(BENCH_ARGS)
+	@$(PY) -m scripts.bench_pipeline --out bench/pipeline.json $(BENCH_ARGS)
 
 bench-diarize: venv system-deps models ## Diarization RTF, DER and peak RSS per segmentation step on a generated 10 min conversation -> bench/diarize.json
-	@$(PY) scripts/bench_diarize.py --out bench/diarize.json $(BENCH_ARGS)
+	@$(PY) -m scripts.bench_diarize --out bench/diarize.json $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and local storage
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

@@ -22,12 +22,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from processing_service.diarize.diarizer import DEFAULT_SEGMENTATION_STEP
+from tests.support.der import diarization_error_rate
+from tests.support.diarization_audio import long_conversation
 
-from processing_service.diarize.diarizer import DEFAULT_SEGMENTATION_STEP  # noqa: E402
-from tests.support.der import diarization_error_rate  # noqa: E402 - the repo root is on the path now
-from tests.support.diarization_audio import long_conversation  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import json, os, resource, sys, time, wave

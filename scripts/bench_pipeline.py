@@ -19,28 +19,27 @@ Results go to a JSON file (default bench/pipeline.json).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
+
+from tests.support.isolation import IsolatedEnv, isolated
+from tests.support.jobs import stage, upload, wait_for_job
+from tests.support.memory import RssSampler
+from tests.support.servers import IngestServer, Worker
+from tests.support.speech import concatenate, duration_s, speak
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
-PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_BASE = os.environ.get("BENCH_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
 
 SENTENCES = [
     "The quarterly review starts with the sales figures from the northern region.",
@@ -52,197 +51,64 @@ SENTENCES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def make_recording(directory: Path, seconds: float, name: str) -> Path:
     """Speech of about `seconds`: espeak-ng sentences, repeated with sox."""
     base = directory / "sentences.wav"
     if not base.exists():
-        parts = []
-        for i, text in enumerate(SENTENCES):
-            part = directory / f"s{i}.wav"
-            subprocess.run(
-                ["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(part), text], check=True
-            )
-            padded = directory / f"s{i}p.wav"
-            subprocess.run(
-                ["sox", str(part), "-r", "16000", "-c", "1", str(padded), "pad", "0", "0.5"],
-                check=True,
-            )
-            parts.append(str(padded))
-        subprocess.run(["sox", *parts, str(base)], check=True)
-    unit = float(
-        subprocess.run(["soxi", "-D", str(base)], capture_output=True, text=True, check=True).stdout
-    )
-    repeats = max(0, round(seconds / unit) - 1)
+        parts = [speak(text, directory / f"s{i}.wav") for i, text in enumerate(SENTENCES)]
+        concatenate(parts, base, gap_s=0.5, rate=16000)
+    repeats = max(0, round(seconds / duration_s(base)) - 1)
     out = directory / f"{name}.wav"
     subprocess.run(["sox", str(base), str(out), "repeat", str(repeats)], check=True)
     return out
 
 
-def duration(path: Path) -> float:
-    return float(
-        subprocess.run(["soxi", "-D", str(path)], capture_output=True, text=True, check=True).stdout
-    )
-
-
-async def admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def tree_pids(root: int) -> list[int]:
-    """`root` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-class RssSampler:
-    """Samples the largest RSS of any single process in a tree, every 200 ms."""
-
-    def __init__(self, root: int) -> None:
-        self.root = root
-        self.peak_mb = 0.0
-        #: The peak of each minute since the sampler started: the shape of memory over time.
-        self.per_minute_mb: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.wait(0.2):
-            now = max((rss_mb(pid) for pid in tree_pids(self.root)), default=0.0)
-            self.peak_mb = max(self.peak_mb, now)
-            minute = int((time.monotonic() - started) // 60)
-            while len(self.per_minute_mb) <= minute:
-                self.per_minute_mb.append(0.0)
-            self.per_minute_mb[minute] = max(self.per_minute_mb[minute], now)
-
-
 class Stack:
-    """Ingest API and worker pools as processes, isolated in their own db and vhost."""
+    """Ingest API and worker pools as processes, on a database and vhost of their own."""
 
-    def __init__(self, workdir: Path, model: str, threads: int) -> None:
-        suffix = uuid.uuid4().hex[:10]
-        self.db = f"audio_bench_{suffix}"
-        self.vhost = f"audio-bench-{suffix}"
-        self.port = free_port()
+    def __init__(self, env: IsolatedEnv, logs: Path, model: str, threads: int) -> None:
         self.env = dict(os.environ)
         self.env.update(
-            DATABASE_URL=f"{PG_ADMIN.rsplit('/', 1)[0]}/{self.db}",
-            AMQP_URL=f"{AMQP_BASE}/{self.vhost}",
-            STORAGE_DIR=str(workdir / "storage"),
-            INGEST_PORT=str(self.port),
+            DATABASE_URL=env.database_url,
+            AMQP_URL=env.amqp_url,
+            STORAGE_DIR=str(env.storage_dir),
             WHISPER_MODEL=model,
             TORCH_THREADS=str(threads),
             LOG_LEVEL="WARNING",
             OUTBOX_POLL_INTERVAL_S="0.2",
             PYANNOTE_METRICS_ENABLED="false",
         )
-        self.logs = workdir
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs = logs
 
     def __enter__(self) -> Stack:
-        asyncio.run(admin(f'CREATE DATABASE "{self.db}"'))
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True)
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"],
-            check=True,
-        )
-        for module, log in (("ingest_service", "ingest.log"), ("processing_service", "worker.log")):
-            with (self.logs / log).open("wb") as out:
-                self.procs.append(
-                    subprocess.Popen(
-                        [PY, "-m", module],
-                        cwd=REPO,
-                        env=self.env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError("ingest did not start")
+        # The worker first: it starts up while the ingest API comes up and is waited for.
+        self.worker = Worker(self.env, self.logs / "worker.log")
+        try:
+            self.ingest = IngestServer(self.env, self.logs / "ingest.log", healthy_within_s=60)
+        except BaseException:
+            self.worker.stop()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.vhost], check=False)
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'))
+        self.ingest.stop()
+        self.worker.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.ingest.url
 
     @property
     def worker_pid(self) -> int:
-        return self.procs[1].pid
+        return self.worker.process.pid
 
     def run_job(self, path: Path, timeout_s: float) -> tuple[float, dict[str, Any]]:
         """Upload `path`, wait for the job to finish; wall time and the job."""
         with httpx.Client(base_url=self.url, timeout=60) as client:
             started = time.perf_counter()
-            with path.open("rb") as f:
-                response = client.post(
-                    "/v1/jobs", files={"file": (path.name, f, "audio/wav")}, data={"language": "en"}
-                )
-            response.raise_for_status()
-            job_id = response.json()["id"]
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                job = client.get(f"/v1/jobs/{job_id}").json()
-                if job["status"] in {"completed", "failed"}:
-                    return time.perf_counter() - started, job
-                time.sleep(0.2)
-        raise TimeoutError(f"job {job_id} did not finish in {timeout_s} s")
+            job_id = upload(client, path, language="en")
+            job = wait_for_job(client, job_id, timeout_s=timeout_s, poll_s=0.2)
+            return time.perf_counter() - started, job
 
 
 def _at(value: str) -> datetime:
@@ -255,7 +121,7 @@ def transcript_ready_s(job: dict[str, Any]) -> float:
     The comparable span to a bare transcribe: the stages after it (diarize, analyze,
     notify) are work bare whisper does not do, reported apart in `stage_seconds`.
     """
-    transcribe = next(s for s in job["stages"] if s["name"] == "transcribe")
+    transcribe = stage(job, "transcribe")
     return (_at(transcribe["finished_at"]) - _at(job["created_at"])).total_seconds()
 
 
@@ -317,7 +183,10 @@ def main() -> int:
             "torch_threads": args.threads,
             "comparisons": [],
         }
-        with Stack(work, args.model, args.threads) as stack:
+        with (
+            isolated(work / "storage", kind="bench") as env,
+            Stack(env, work, args.model, args.threads) as stack,
+        ):
             stack.run_job(warm, 600)  # loads the model, compiles numba
             for round_no in range(args.rounds):
                 for path in files:
@@ -325,40 +194,42 @@ def main() -> int:
                     # sides of a ratio see the same machine (it may be shared).
                     load_before = os.getloadavg()[0]
                     bare = bare_transcribe(args.model, args.threads, [path], warm)
-                    with RssSampler(stack.worker_pid) as rss:
+                    with RssSampler(stack.worker_pid, 0.2, tree=True) as rss:
                         wall, job = stack.run_job(path, 3600)
                     assert job["status"] == "completed", job
                     to_transcript = transcript_ready_s(job)
                     row = {
                         "round": round_no + 1,
                         "file": path.name,
-                        "audio_s": round(duration(path), 1),
+                        "audio_s": round(duration_s(path), 1),
                         "pipeline_to_transcript_s": round(to_transcript, 2),
                         "pipeline_total_s": round(wall, 2),
                         "bare_whisper_s": round(bare[path.name], 2),
                         "overhead_ratio": round(to_transcript / bare[path.name], 3),
                         "stage_seconds": stage_seconds(job),
-                        "worker_peak_rss_mb": round(rss.peak_mb),
+                        "worker_peak_rss_mb": round(rss.peak_kib / 1024),
                         "load_avg_1m_before": round(load_before, 2),
                     }
                     results["comparisons"].append(row)
                     print(json.dumps(row), flush=True)
             if args.long_minutes:
                 long_file = make_recording(work, args.long_minutes * 60, "long")
-                with RssSampler(stack.worker_pid) as rss:
+                with RssSampler(stack.worker_pid, 0.2, tree=True) as rss:
                     wall, job = stack.run_job(long_file, 4 * 3600)
                 document = httpx.get(f"{stack.url}/v1/jobs/{job['id']}/result", timeout=60).json()
                 results["long"] = {
-                    "audio_s": round(duration(long_file), 1),
+                    "audio_s": round(duration_s(long_file), 1),
                     "status": job["status"],
                     "chunks": (job.get("audio") or {}).get("chunks"),
                     "pipeline_s": round(wall, 1),
-                    "real_time_factor": round(wall / duration(long_file), 3),
+                    "real_time_factor": round(wall / duration_s(long_file), 3),
                     "stage_seconds": stage_seconds(job),
                     "speakers_found": len(document.get("speakers") or []),
                     "warnings": document.get("warnings"),
-                    "worker_peak_rss_mb": round(rss.peak_mb),
-                    "worker_rss_mb_per_minute": [round(x) for x in rss.per_minute_mb],
+                    "worker_peak_rss_mb": round(rss.peak_kib / 1024),
+                    "worker_rss_mb_per_minute": [
+                        round(kib / 1024) for kib in rss.per_minute_peak_kib()
+                    ],
                 }
                 print(json.dumps(results["long"]), flush=True)
     out = REPO / args.out

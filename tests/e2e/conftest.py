@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.models import MODEL_CACHE_DIR
@@ -26,8 +23,6 @@ LONG_PARTS = [
     "Third, we decided to move the public release from March to the middle of April.",
     "Finally, the support team needs two more people before the summer holidays begin.",
 ]
-
-TERMINAL = {"completed", "failed", "cancelled"}
 
 
 def worker_env(env: IsolatedEnv, **extra: str) -> dict[str, str]:
@@ -74,34 +69,6 @@ def ingest(
     )
     yield server
     server.stop()
-
-
-def upload(client: httpx.Client, path: Path, **fields: str) -> str:
-    with path.open("rb") as f:
-        response = client.post("/v1/jobs", files={"file": (path.name, f, "audio/wav")}, data=fields)
-    assert response.status_code == 202, response.text
-    job_id: str = response.json()["id"]
-    return job_id
-
-
-def wait_for_job(
-    client: httpx.Client, job_id: str, until: Any = None, timeout_s: float = 240
-) -> dict[str, Any]:
-    """Poll the job until `until(job)` holds (default: a terminal status)."""
-    check = until or (lambda job: job["status"] in TERMINAL)
-    deadline = time.monotonic() + timeout_s
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if check(job):
-            return job
-        time.sleep(0.25)
-    raise AssertionError(f"job {job_id} did not get there in {timeout_s} s; last seen: {job}")
-
-
-def stage(job: dict[str, Any], name: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(s for s in job["stages"] if s["name"] == name)
-    return found
 
 
 def start_worker(env: IsolatedEnv, log: Path, **extra: str) -> Worker:

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import isolated
-from tests.e2e.conftest import stage, start_worker, upload, wait_for_job
+from tests.e2e.conftest import start_worker
 from tests.support.diarization_audio import Conversation, conversation
+from tests.support.isolation import isolated
+from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
 
 pytestmark = pytest.mark.models

@@ -12,8 +12,9 @@ import pika
 import pytest
 
 from contracts.routing import SUBMIT_QUEUE, dead_letter_queue
-from tests.e2e.conftest import SHORT_TEXT, stage, start_worker, upload, wait_for_job, worker_env
+from tests.e2e.conftest import SHORT_TEXT, start_worker, worker_env
 from tests.support.backends import query
+from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
 from tests.support.wer import word_error_rate
 

@@ -13,7 +13,8 @@ import pytest
 
 from contracts.events import EVENT_DECODER, JobFinished, StageFinished
 from contracts.routing import EVENTS_EXCHANGE, dead_letter_queue
-from tests.e2e.conftest import stage, start_worker, upload, wait_for_job
+from tests.e2e.conftest import start_worker
+from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
 from tests.support.webhook_receiver import WebhookReceiver, verify
 

@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    LONG_PARTS,
-    SHORT_TEXT,
-    stage,
-    start_worker,
-    upload,
-    wait_for_job,
-)
+from tests.e2e.conftest import LONG_PARTS, SHORT_TEXT, start_worker
+from tests.support.audio import undecodable_wav
 from tests.support.backends import query
+from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
 from tests.support.speech import concatenate, speak
 from tests.support.wer import word_error_rate
@@ -124,7 +119,7 @@ def test_a_long_recording_is_chunked_and_stitched(
 def test_undecodable_audio_fails_fast_with_a_clear_reason(
     ingest: IngestServer, worker: Worker, isolated_env: IsolatedEnv
 ) -> None:
-    junk = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 40
+    junk = undecodable_wav()
     with ingest.client() as client:
         response = client.post("/v1/jobs", files={"file": ("broken.wav", junk, "audio/wav")})
         assert response.status_code == 202

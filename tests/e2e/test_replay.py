@@ -12,14 +12,16 @@ import pika
 import pytest
 
 from contracts.routing import dead_letter_queue
-from tests.conftest import isolated
-from tests.e2e.conftest import stage, start_worker, upload, wait_for_job, worker_env
+from tests.e2e.conftest import start_worker, worker_env
+from tests.support.audio import undecodable_wav
 from tests.support.backends import query
+from tests.support.isolation import isolated
+from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import REPO_ROOT, IngestServer, IsolatedEnv, Worker
 
 pytestmark = pytest.mark.models
 
-JUNK = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 40
+JUNK = undecodable_wav()
 
 
 @pytest.fixture(scope="module")

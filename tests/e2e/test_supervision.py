@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import stage, start_worker, upload, wait_for_job
+from tests.e2e.conftest import start_worker
 from tests.support.backends import query
+from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
 from tests.support.webhook_receiver import WebhookReceiver
 

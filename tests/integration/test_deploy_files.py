@@ -586,14 +586,10 @@ def wait_until_serving(urls: dict[str, str], timeout_s: float = 120) -> None:
 def exercised_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Ingest and both worker pools on loopback, after one job whose webhook dies and one
     undecodable upload: every labelled series the dashboard and alerts use then exists."""
-    from tests.conftest import isolated  # noqa: PLC0415
-    from tests.e2e.conftest import (  # noqa: PLC0415
-        SHORT_TEXT,
-        stage,
-        upload,
-        wait_for_job,
-        worker_env,
-    )
+    from tests.e2e.conftest import SHORT_TEXT, worker_env  # noqa: PLC0415
+    from tests.support.audio import undecodable_wav  # noqa: PLC0415
+    from tests.support.isolation import isolated  # noqa: PLC0415
+    from tests.support.jobs import stage, upload, wait_for_job  # noqa: PLC0415
     from tests.support.speech import speak  # noqa: PLC0415
     from tests.support.webhook_receiver import WebhookReceiver  # noqa: PLC0415
 
@@ -623,7 +619,7 @@ def exercised_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]
         try:
             wait_until_serving(stack.metrics_urls())
             speech = speak(SHORT_TEXT, tmp_path_factory.mktemp("deploy-speech") / "short.wav")
-            junk = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 40
+            junk = undecodable_wav()
             with ingest.client() as client:
                 good = upload(client, speech, webhook_url=receiver.url("/down"))
                 response = client.post(

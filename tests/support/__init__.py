@@ -5,8 +5,11 @@
 - der: diarization error rate (miss, false alarm, confusion)
 - diarization_audio: generated multi-voice conversations with reference turns
 - fake_llm: an OpenAI-compatible chat endpoint on loopback
+- isolation: free ports, a fresh database and RabbitMQ vhost (IsolatedEnv)
+- jobs: uploading to the ingest API and waiting for the job
+- memory: resident memory (RSS) of a process or a process tree, sampled
 - models: the model cache and its provisioning commands
-- servers: the isolated environment, free ports, the services as processes
+- servers: the services as processes
 - speech: espeak-ng speech with known text
 - tcp_proxy: a loopback TCP proxy a test can cut
 - webhook_receiver: a signed-webhook receiver on loopback

@@ -19,3 +19,26 @@ def wav_bytes(seconds: float = 1.0, rate: int = 16000, freq: float = 440.0) -> b
         w.setframerate(rate)
         w.writeframes(b"".join(struct.pack("<h", s) for s in samples))
     return buf.getvalue()
+
+
+def wav_header(
+    riff_size: int, data_size: int, *, format_tag: int = 1, block_align: int = 2
+) -> bytes:
+    """A 44-byte mono 16 kHz WAV header declaring the given sizes (whatever follows)."""
+    fmt = struct.pack("<HHIIHH", format_tag, 1, 16000, 16000 * block_align, block_align, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff_size)
+        + b"WAVEfmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_size)
+    )
+
+
+def undecodable_wav() -> bytes:
+    """A WAV whose headers are consistent (it passes the API's structural checks) but that
+    no decoder opens: IMA ADPCM with a block size that codec cannot have."""
+    samples = bytes(range(256)) * 40
+    return wav_header(36 + len(samples), len(samples), format_tag=0x11) + samples

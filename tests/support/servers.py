@@ -5,54 +5,33 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from tests.support.isolation import IsolatedEnv, free_port
+
+# IsolatedEnv and free_port live in tests.support.isolation; many tests import them here.
+__all__ = ["REPO_ROOT", "IngestServer", "IsolatedEnv", "ServiceProcess", "Worker", "free_port"]
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class IsolatedEnv:
-    database_url: str
-    amqp_url: str
-    storage_dir: Path
-
-    def environ(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=self.database_url,
-            AMQP_URL=self.amqp_url,
-            STORAGE_DIR=str(self.storage_dir),
-            LOG_FORMAT="json",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(extra)
-        return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ServiceProcess:
     """A service started with `python -m <module>`; its stderr goes to a log file."""
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path, *args: str) -> None:
+    def __init__(
+        self, module: str, env: dict[str, str], log_path: Path, *args: str, cwd: Path = REPO_ROOT
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
         # A session of its own, so that a test can kill the whole process tree at once.
         self.process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -82,12 +61,21 @@ class ServiceProcess:
 
 
 class IngestServer(ServiceProcess):
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    """`python -m ingest_service serve` on a free port, once it answers /healthz."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        cwd: Path = REPO_ROOT,
+        healthy_within_s: float = 30,
+    ) -> None:
         self.port = free_port()
         env = {**env, "INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(self.port)}
-        super().__init__("ingest_service", env, log_path, "serve")
+        super().__init__("ingest_service", env, log_path, "serve", cwd=cwd)
         self.url = f"http://127.0.0.1:{self.port}"
-        self._wait_healthy()
+        self._wait_healthy(healthy_within_s)
 
     def _wait_healthy(self, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s

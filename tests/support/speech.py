@@ -17,15 +17,15 @@ def speak(text: str, out: Path, voice: str = "en-us", speed: int = 160, pitch: i
     return out
 
 
-def concatenate(parts: list[Path], out: Path, gap_s: float = 0.4) -> Path:
-    """Join WAV files with `gap_s` of silence between them (sox)."""
+def concatenate(parts: list[Path], out: Path, gap_s: float = 0.4, rate: int = 22050) -> Path:
+    """Join WAV files, each followed by `gap_s` of silence, as mono at `rate` Hz (sox)."""
     if len(parts) == 1:
         return Path(parts[0])
     padded = []
     for i, part in enumerate(parts):
         target = out.with_name(f"{out.stem}.pad{i}.wav")
         subprocess.run(
-            ["sox", str(part), "-r", "22050", "-c", "1", str(target), "pad", "0", str(gap_s)],
+            ["sox", str(part), "-r", str(rate), "-c", "1", str(target), "pad", "0", str(gap_s)],
             check=True,
             capture_output=True,
             timeout=120,
