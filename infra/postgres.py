@@ -11,6 +11,8 @@ _ENCODER = msgspec.json.Encoder()
 
 #: Seconds any one statement may take before asyncpg gives up on it.
 COMMAND_TIMEOUT_S = 30
+#: Seconds a new connection may take: an unreachable database fails fast, not after 60 s.
+CONNECT_TIMEOUT_S = 5
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -32,6 +34,7 @@ async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
         max_size=size,
         init=init_connection,
         command_timeout=COMMAND_TIMEOUT_S,
+        timeout=CONNECT_TIMEOUT_S,
     )
     return pool
 

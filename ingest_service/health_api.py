@@ -10,7 +10,7 @@ from litestar import Response, get
 
 from ingest_service.config import Settings
 from ingest_service.dependencies import PoolDep, SettingsDep
-from ingest_service.problems import problem_response
+from ingest_service.problems import RETRY_AFTER_S, problem_response
 from ingest_service.relay import check_broker
 
 #: A dependency that does not answer within this time counts as down.
@@ -47,5 +47,10 @@ async def readyz(pool: PoolDep, settings: SettingsDep) -> Response[Any]:
         return Response({"status": "ready", "checks": checks})
     down = ", ".join(name for name, value in checks.items() if value != "ok")
     return problem_response(
-        503, "Not ready", f"cannot reach {down}", slug="not-ready", checks=checks
+        503,
+        "Not ready",
+        f"cannot reach {down}",
+        slug="not-ready",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        checks=checks,
     )

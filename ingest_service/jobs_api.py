@@ -25,9 +25,10 @@ from ingest_service.database import NewJob
 from ingest_service.dependencies import JobsDep, RelayDep, SettingsDep
 from ingest_service.intake import check_content_type, receive_multipart, receive_raw
 from ingest_service.options import check_webhook_destination, parse_options
-from ingest_service.problems import IngestError, InvalidRequest, ResultNotReady
+from ingest_service.problems import IngestError, InvalidRequest, ResultNotReady, as_problem
 from ingest_service.renderers import RENDERERS
 from ingest_service.storage import UploadWriter
+from ingest_service.text import clean_name
 from ingest_service.views import DeliveryView, JobAccepted, JobPage, JobView, links_for
 
 log = structlog.get_logger("ingest.jobs")
@@ -78,10 +79,10 @@ class JobsController(Controller):
             message = JobSubmitted(
                 job_id=job_id,
                 storage_path=stored.relative_path,
-                original_filename=received.filename[:255],
+                original_filename=clean_name(received.filename, "upload"),
                 size_bytes=stored.size_bytes,
                 sha256=stored.sha256,
-                content_type=received.content_type[:255],
+                content_type=clean_name(received.content_type, "application/octet-stream"),
                 submitted_at=datetime.now(UTC),
                 options=validated.options,
             )
@@ -102,9 +103,16 @@ class JobsController(Controller):
             writer.discard()
             metrics.UPLOADS.labels("aborted").inc()
             raise InvalidRequest("the client disconnected before the upload was complete") from None
+        except Exception as exc:
+            writer.discard()
+            problem = as_problem(exc)
+            metrics.UPLOADS.labels(problem.slug if problem else "error").inc()
+            if problem is None:
+                raise
+            raise problem from exc
         except BaseException:
             writer.discard()
-            metrics.UPLOADS.labels("error").inc()
+            metrics.UPLOADS.labels("aborted").inc()
             raise
         finally:
             metrics.UPLOAD_BYTES.inc(writer.size)

@@ -2,8 +2,8 @@
 
 The controller asks this service for views and documents and never touches the pool;
 the SQL lives in `ingest_service.database`. Errors come out as the service's problems
-(404 for a job another key owns, 409 for a result not there yet, 503 for a database
-that cannot record an upload).
+(404 for a job another key owns, 409 for a result not there yet); database errors are
+classified by `ingest_service.problems.as_problem` (503 while Postgres is unreachable).
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ from ingest_service import database
 from ingest_service.database import NewJob
 from ingest_service.options import speaker_hints
 from ingest_service.paging import decode_cursor, encode_cursor
-from ingest_service.problems import InvalidRequest, JobNotFound, ResultNotReady, Unavailable
+from ingest_service.problems import InvalidRequest, JobNotFound, ResultNotReady
 from ingest_service.views import DeliveryView, JobPage, JobView, delivery_views, job_view
-
-#: Errors that mean the database is unreachable or failing, not that the input is bad.
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 _Found = tuple[asyncpg.Record, list[asyncpg.Record]]
 
@@ -43,11 +40,8 @@ class JobsService:
         self._pool = pool
 
     async def record(self, job: NewJob) -> datetime:
-        """Record an accepted upload (job, stages, outbox row); 503 if Postgres fails."""
-        try:
-            return await database.insert_job(self._pool, job)
-        except DATABASE_ERRORS as exc:
-            raise Unavailable("the job could not be recorded; retry the upload") from exc
+        """Record an accepted upload (job, stages, outbox row)."""
+        return await database.insert_job(self._pool, job)
 
     async def find(self, job_id: str, owner: str | None) -> _Found:
         """The job and its stages, or a 404 when it does not exist or belongs to another key."""

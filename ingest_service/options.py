@@ -16,6 +16,7 @@ from contracts import JobOptions, SpeakerHints
 from contracts.webhook_policy import IPNetwork
 from infra.webhook_hosts import first_refusal, resolve_async
 from ingest_service.problems import InvalidOptions
+from ingest_service.text import check_json_text, check_option, clean_name
 
 #: Option fields a client may send besides the file.
 OPTION_FIELDS = frozenset(
@@ -100,17 +101,21 @@ def _metadata(raw: str) -> dict[str, Any]:
         value = None
     if not isinstance(value, dict):
         raise InvalidOptions("metadata must be a JSON object", field="metadata")
+    check_json_text("metadata", value)
     return value
 
 
 def parse_options(fields: Mapping[str, str]) -> ValidatedOptions:
     """Validate the option fields; raise `InvalidOptions` naming the first bad one."""
-    unknown = sorted(set(fields) - OPTION_FIELDS)
+    unknown = sorted(clean_name(name, "?", 64) for name in set(fields) - OPTION_FIELDS)
     if unknown:
         raise InvalidOptions(
             f"unknown field(s) {', '.join(unknown)};"
             f" accepted: file, {', '.join(sorted(OPTION_FIELDS))}"
         )
+    for name, value in fields.items():
+        if name != "metadata":
+            check_option(name, value)
     raw: dict[str, Any] = _speaker_counts(fields)
     language = fields.get("language", "").strip().lower()
     if language and language != "auto":

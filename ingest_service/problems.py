@@ -5,16 +5,23 @@
     ├── Unauthorized (401)         ├── JobNotFound (404)
     ├── ResultNotReady (409)       ├── UploadTooLarge (413)
     ├── UnsupportedAudio (415)     ├── InvalidOptions (422)
-    └── Unavailable (503)
+    ├── BrokenAudio (422)          ├── UnstorableInput (422)
+    ├── Unavailable (503)          └── InsufficientStorage (507)
 
 Litestar's own HTTP exceptions (bad path parameters, unknown routes, wrong methods) are
-rendered the same way, and anything unexpected becomes a logged 500 problem.
+rendered the same way. Errors from outside (`as_problem`): Postgres unreachable, timing
+out or shutting down is a 503 with `Retry-After`, on every route and without a stack
+trace per request; a value Postgres refuses is a 422; a full storage volume is a 507.
+Anything else unexpected becomes a logged 500 problem.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any, ClassVar
 
+import asyncpg
 import msgspec
 import structlog
 from litestar import Request, Response
@@ -75,8 +82,70 @@ class InvalidOptions(IngestError):
     status, title, slug = 422, "Invalid job options", "invalid-options"
 
 
+class BrokenAudio(IngestError):
+    status, title, slug = 422, "Broken audio file", "broken-audio"
+
+
+class UnstorableInput(IngestError):
+    status, title, slug = 422, "Unstorable input", "unstorable-input"
+
+
+#: Seconds a client is asked to wait before retrying during an outage.
+RETRY_AFTER_S = 5
+
+
 class Unavailable(IngestError):
     status, title, slug = 503, "Service unavailable", "unavailable"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.headers["Retry-After"] = str(RETRY_AFTER_S)
+
+
+class InsufficientStorage(IngestError):
+    status, title, slug = 507, "Insufficient storage", "insufficient-storage"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.headers["Retry-After"] = str(RETRY_AFTER_S * 12)
+
+
+#: Postgres errors that say the database cannot serve now, not that the request is bad.
+_DATABASE_DOWN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # includes a connection that was closed under us
+    asyncpg.OperatorInterventionError,  # shutting down, starting up, statement cancelled
+    asyncpg.InsufficientResourcesError,  # too many connections, the database's disk full
+    asyncpg.exceptions.InternalClientError,
+)
+_STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_NETWORK_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, (*_DATABASE_DOWN, ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    # asyncpg reports a failed connect to several addresses as one OSError without errno.
+    return (
+        isinstance(exc, OSError)
+        and exc.filename is None
+        and (exc.errno is None or exc.errno in _NETWORK_ERRNOS)
+    )
+
+
+def as_problem(exc: BaseException) -> IngestError | None:
+    """The problem an error from outside the service stands for, or None for a bug."""
+    if isinstance(exc, IngestError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_FULL:
+        return InsufficientStorage("the storage volume is full; retry later")
+    if _unreachable(exc):
+        return Unavailable("the database is unreachable; retry shortly")
+    if isinstance(exc, asyncpg.DataError):
+        return UnstorableInput(f"the database refused a value of this request: {exc}")
+    return None
 
 
 def problem_response(
@@ -108,7 +177,7 @@ def problem_response(
 
 
 def handle_ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Response[bytes]:
-    if exc.status >= 500:
+    if exc.status >= 500 and exc.status not in (503, 507):
         log.error("request failed", error=exc.detail, exc_info=exc)
     return problem_response(
         exc.status,
@@ -137,6 +206,11 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    problem = as_problem(exc)
+    if problem is not None:
+        if problem.status >= 500:
+            log.warning("request failed", error=problem.detail, cause=repr(exc))
+        return handle_ingest_error(request, problem)
     log.error("unhandled error", path=request.url.path, exc_info=exc)
     return problem_response(
         500,

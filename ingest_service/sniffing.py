@@ -22,7 +22,12 @@ class AudioFormat(enum.StrEnum):
 ACCEPTED_FORMATS = "WAV, MP3, FLAC, OGG (Vorbis/Opus), M4A/MP4, AAC (ADTS), WebM/Matroska"
 
 
-def _is_mpeg_audio_frame(head: bytes) -> bool:
+def is_adts_frame(head: bytes) -> bool:
+    """ADTS AAC: a 12-bit sync 0xFFF with layer bits 00."""
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
+
+
+def is_mpeg_audio_frame(head: bytes) -> bool:
     # 11-bit frame sync, then a valid MPEG version (not 01) and layer (not 00),
     # a bitrate index that is not 1111 and a sample-rate index that is not 11.
     if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
@@ -48,9 +53,9 @@ def sniff_audio(head: bytes) -> AudioFormat | None:
         return AudioFormat.MP4
     if head[:3] == b"ID3":
         return AudioFormat.MP3
-    # ADTS AAC: 12-bit sync 0xFFF with layer bits 00; checked before MPEG audio frames.
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+    # Checked before MPEG audio frames, whose sync it shares.
+    if is_adts_frame(head):
         return AudioFormat.AAC
-    if _is_mpeg_audio_frame(head):
+    if is_mpeg_audio_frame(head):
         return AudioFormat.MP3
     return None

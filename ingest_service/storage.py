@@ -2,13 +2,15 @@
 
 Bytes go from the request straight to one file, written once: no spooling, no copy. The
 file is created only once its leading bytes look like audio, grows under a hidden
-`.part` name, and is renamed to its final name (derived from the job id, never from the
-client's file name) once complete. Anything that goes wrong removes it.
+`.part` name, has its container headers checked (`ingest_service.structure`), and is
+renamed to its final name (derived from the job id, never from the client's file name)
+once complete. Anything that goes wrong removes it, a full volume included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import BinaryIO
 
 from ingest_service.problems import EmptyUpload, UnsupportedAudio, UploadTooLarge
 from ingest_service.sniffing import ACCEPTED_FORMATS, SNIFF_BYTES, AudioFormat, sniff_audio
+from ingest_service.structure import check_structure
 
 #: Uploads live under this directory of the storage root.
 UPLOADS_DIR = "uploads"
@@ -89,6 +92,8 @@ class UploadWriter:
         assert self._file is not None
         assert self._format is not None
         self._file.flush()
+        with self._part_path.open("rb") as stored:
+            check_structure(stored, self.size, self._format)
         if self._fsync:
             await asyncio.to_thread(os.fsync, self._file.fileno())
         self._file.close()
@@ -106,7 +111,9 @@ class UploadWriter:
     def discard(self) -> None:
         """Remove whatever this upload left on disk; safe to call more than once."""
         if self._file is not None:
-            self._file.close()
+            # Closing flushes what is buffered, which fails again on a full volume.
+            with contextlib.suppress(OSError):
+                self._file.close()
         for path in (self._part_path, self._final_path):
             if path is not None:
                 path.unlink(missing_ok=True)

@@ -47,6 +47,10 @@ class TransientError(ProcessingError):
     """Worth retrying: the cause may go away (storage hiccup, timeout)."""
 
 
+class StorageFull(TransientError):
+    """The storage volume has no room left for a stage's output; retried, then dead."""
+
+
 class UploadMissing(TransientError):
     """The upload is not (yet) visible in shared storage."""
 

@@ -6,18 +6,27 @@ chunks are cut by seeking in the normalized WAV.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import subprocess
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from processing_service.runtime.errors import TransientError, UndecodableAudio, UploadMissing
+from processing_service.runtime.errors import (
+    StorageFull,
+    TransientError,
+    UndecodableAudio,
+    UploadMissing,
+)
 
 #: Whisper and pyannote both want 16 kHz mono.
 SAMPLE_RATE = 16_000
 _FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y")
+#: How ffmpeg reports a full volume (it prints the C library's message for the errno).
+_STORAGE_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT))
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,10 @@ class AudioInfo:
 
 
 def _ffmpeg_to(target: Path, args: list[str], timeout_s: float) -> str | None:
-    """Run ffmpeg writing `target` through a `.part` file; the error text, or None."""
+    """Run ffmpeg writing `target` through a `.part` file; the error text, or None.
+
+    A full volume raises `StorageFull` instead: that is no property of the audio.
+    """
     partial = target.with_name(target.name + ".part")
     result = subprocess.run(
         [*_FFMPEG, *args, "-c:a", "pcm_s16le", "-f", "wav", str(partial)],
@@ -42,6 +54,10 @@ def _ffmpeg_to(target: Path, args: list[str], timeout_s: float) -> str | None:
     )
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
+        stderr = result.stderr.decode(errors="replace")
+        if any(text in stderr for text in _STORAGE_FULL):
+            # Not the upload's fault: worth retries, and the dead letter says why.
+            raise StorageFull(f"the storage volume is full ({_last_line(result.stderr)})")
         return _last_line(result.stderr)
     partial.rename(target)
     return None

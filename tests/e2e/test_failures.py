@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from tests.e2e.conftest import SHORT_TEXT, start_worker, worker_env
 from tests.support.backends import query
 from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
+from tests.support.volumes import small_volume
 from tests.support.wer import word_error_rate
 
 pytestmark = pytest.mark.models
@@ -236,3 +238,46 @@ def test_a_chunk_that_keeps_killing_its_worker_is_given_up(
         job_id,
     )
     assert [tuple(row) for row in chunks][:2] == [(0, 1), (1, 7)]
+
+
+def test_a_full_volume_in_split_is_retried_then_dead_lettered_with_the_reason(
+    isolated_env: IsolatedEnv, workers: list[Worker], logs: Path, tmp_path: Path
+) -> None:
+    # A 60 s FLAC of a tone is ~350 KB on a 1 MiB volume; its 16 kHz WAV (1.9 MB) is not.
+    flac = tmp_path / "tone.flac"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=60:sample_rate=16000",
+            "-ac",
+            "1",
+            str(flac),
+        ],
+        check=True,
+    )
+    with small_volume(tmp_path / "volume") as volume:
+        env = {"STORAGE_DIR": str(volume)}
+        ingest = IngestServer(
+            isolated_env.environ(OUTBOX_POLL_INTERVAL_S="0.2", **env), logs / "ingest.log"
+        )
+        try:
+            workers.append(
+                Worker(worker_env(isolated_env, **env), logs / "light.log", pool="light")
+            )
+            with ingest.client() as client:
+                with flac.open("rb") as f:
+                    response = client.post("/v1/jobs", files={"file": ("tone.flac", f)})
+                assert response.status_code == 202, response.text
+                job = wait_for_job(client, response.json()["id"], timeout_s=90)
+        finally:
+            ingest.stop()
+            workers.pop().stop()
+    assert job["status"] == "failed", job
+    assert "storage volume is full" in job["error"], job["error"]
+    assert stage(job, "split")["attempts"] == 4  # retried: SPLIT_MAX_RETRIES=3

@@ -27,6 +27,10 @@ class TcpProxy:
     def close(self) -> None:
         """Stop listening and cut every forwarded connection."""
         if self._listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone leaves the
+            # kernel's listener alive under that call, still accepting connections.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -41,6 +45,9 @@ class TcpProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if self._listener is not listener:  # closed while this one was accepted
+                client.close()
                 return
             try:
                 upstream = socket.create_connection(self.upstream)
