@@ -25,6 +25,11 @@ log = structlog.get_logger("processing.notify")
 
 #: Results up to this size travel inside the webhook body; larger ones only as a link.
 MAX_INLINE_RESULT_BYTES = 256 * 1024
+#: How long a claim on a delivery holds: past one POST's timeout, so that it only lapses
+#: when the worker holding it died mid-attempt.
+CLAIM_LEASE_S = 3 * webhook.TIMEOUT_S
+#: How long a duplicate waits before it looks at a claimed delivery again.
+CLAIM_WAIT_MS = 2_000
 
 
 def webhook_body(facts: Notification, delivery_id: str) -> bytes:
@@ -93,12 +98,18 @@ def run(ctx: StageContext, message: StageRequested) -> None:
 def _deliver(
     ctx: StageContext, deliveries: DeliveryStore, facts: Notification, url: str, secret: str
 ) -> DeliveryState:
-    """Attempt the webhook unless this generation's delivery is settled; its state."""
-    delivery_id, state = deliveries.open_delivery(
-        facts.job_id, facts.generation, job_event_key(facts.status), url
+    """Attempt the webhook unless this generation's delivery is settled; its state.
+
+    The attempt is claimed first: while another worker's POST of the same delivery is
+    in flight (a duplicate notify message), this one waits and looks again.
+    """
+    delivery_id, state, claimed = deliveries.claim_delivery(
+        facts.job_id, facts.generation, job_event_key(facts.status), url, CLAIM_LEASE_S
     )
     if state is not DeliveryState.PENDING:
         return state
+    if not claimed:
+        raise WebhookRetry("another worker is delivering this webhook now", delay_ms=CLAIM_WAIT_MS)
     body = webhook_body(facts, delivery_id)
     try:
         attempt = webhook.post(

@@ -57,12 +57,17 @@ class DeliveryStore:
 
         return self._run(q)
 
-    def open_delivery(
-        self, job_id: str, generation: int, event: str, url: str
-    ) -> tuple[str, DeliveryState]:
-        """The delivery of this job generation (created on first use): (id, state)."""
+    def claim_delivery(
+        self, job_id: str, generation: int, event: str, url: str, lease_s: float
+    ) -> tuple[str, DeliveryState, bool]:
+        """This job generation's delivery (created on first use): (id, state, claimed).
 
-        async def q(conn: asyncpg.Connection) -> tuple[str, DeliveryState]:
+        `claimed` is True when this caller may POST now: the delivery is pending and no
+        other worker holds an unexpired claim on it. One statement takes the claim, so
+        two workers cannot both get it; `record_delivery_attempt` gives it back.
+        """
+
+        async def q(conn: asyncpg.Connection) -> tuple[str, DeliveryState, bool]:
             jid = uuid.UUID(job_id)
             await conn.execute(
                 "INSERT INTO webhook_deliveries (id, job_id, generation, event, url)"
@@ -73,12 +78,20 @@ class DeliveryStore:
                 event,
                 url,
             )
+            claimed = await conn.fetchval(
+                "UPDATE webhook_deliveries SET claimed_until = now() + make_interval(secs => $3)"
+                " WHERE job_id = $1 AND generation = $2 AND state = 'pending'"
+                " AND (claimed_until IS NULL OR claimed_until < now()) RETURNING id",
+                jid,
+                generation,
+                lease_s,
+            )
             row = await conn.fetchrow(
                 "SELECT id, state FROM webhook_deliveries WHERE job_id = $1 AND generation = $2",
                 jid,
                 generation,
             )
-            return str(row["id"]), DeliveryState(row["state"])
+            return str(row["id"]), DeliveryState(row["state"]), claimed is not None
 
         return self._run(q)
 
@@ -105,7 +118,7 @@ class DeliveryStore:
             )
             await conn.execute(
                 "UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = $2,"
-                " state = $3, updated_at = now(),"
+                " state = $3, updated_at = now(), claimed_until = NULL,"
                 " delivered_at = CASE WHEN $3 = 'delivered' THEN now() END WHERE id = $1",
                 did,
                 error,

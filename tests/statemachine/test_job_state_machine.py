@@ -7,6 +7,7 @@ real Postgres and RabbitMQ (for events) of this run, real ffmpeg, fake model ada
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from tests.statemachine.harness import (
 )
 from tests.support.backends import query
 from tests.support.servers import IsolatedEnv, free_port
+from tests.support.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture
@@ -174,3 +176,26 @@ def test_a_late_duplicate_of_a_finished_stage_is_ignored(start: Any) -> None:
     assert after["result"]["marker"] == 1  # nothing rewrote the result
     assert after["stages"] == before["stages"]
     assert len(worker.diarize.calls) == 1
+
+
+def test_two_notify_messages_of_one_generation_post_the_webhook_once(start: Any) -> None:
+    receiver = WebhookReceiver({"/hook": [200]}, delay_s=1.5)
+    try:
+        worker = start(WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
+        job_id = worker.submit(seconds=4.0, webhook_url=receiver.url("/hook"))
+        deadline = time.monotonic() + 30
+        while not receiver.received["/hook"]:  # the first POST is on its way
+            assert time.monotonic() < deadline, worker.job(job_id)
+            time.sleep(0.02)
+        worker.send(Stage.NOTIFY, StageRequested(job_id=job_id, stage="notify"))
+        job = worker.settle(job_id)
+    finally:
+        receiver.close()
+    assert job["stages"]["notify"] == "succeeded"
+    assert len(receiver.received["/hook"]) == 1
+    rows = query(
+        worker.settings.database_url,
+        "SELECT state, attempts FROM webhook_deliveries WHERE job_id = $1::uuid",
+        job_id,
+    )
+    assert [(r["state"], r["attempts"]) for r in rows] == [("delivered", 1)]

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,9 +20,12 @@ class Received:
 
 
 class WebhookReceiver:
-    """`script[path]` lists the statuses to answer in turn; the last one repeats."""
+    """`script[path]` lists the statuses to answer in turn; the last one repeats.
 
-    def __init__(self, script: dict[str, list[int]]) -> None:
+    Each answer waits `delay_s` first (a slow receiver).
+    """
+
+    def __init__(self, script: dict[str, list[int]], delay_s: float = 0.0) -> None:
         self.script = {path: list(codes) for path, codes in script.items()}
         self.received: dict[str, list[Received]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -36,6 +40,7 @@ class WebhookReceiver:
                     )
                     codes = receiver.script.get(self.path, [404])
                     code = codes.pop(0) if len(codes) > 1 else codes[0]
+                time.sleep(delay_s)
                 self.send_response(code)
                 if code in (429, 503):
                     self.send_header("Retry-After", "1")
