@@ -103,6 +103,9 @@ class ChunkReady(msgspec.Struct, frozen=True, tag="chunk.ready", tag_field="type
     audio_path: str
     start_s: float
     end_s: float
+    #: The job generation this chunk belongs to; workers drop older ones. None: unknown
+    #: (a message from before generations were carried), processed as current.
+    generation: int | None = None
     version: int = SCHEMA_VERSION
 
 
@@ -111,6 +114,9 @@ class StageRequested(msgspec.Struct, frozen=True, tag="stage.requested", tag_fie
 
     job_id: str
     stage: str
+    #: The job generation that asks; workers drop a request of an older generation (a
+    #: delayed retry from before a re-diarization). None: unknown, processed as current.
+    generation: int | None = None
     version: int = SCHEMA_VERSION
 
 

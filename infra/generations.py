@@ -33,6 +33,13 @@ _RESET_STAGES = (
 )
 
 
+_SUPERSEDE_DELIVERIES = (
+    "UPDATE webhook_deliveries SET state = 'dead', claimed_until = NULL, updated_at = now(),"
+    " last_error = 'superseded by generation ' || $2"
+    " WHERE job_id = $1 AND generation < $2 AND state = 'pending'"
+)
+
+
 async def start_generation(
     conn: asyncpg.Connection,
     job_id: uuid.UUID,
@@ -46,4 +53,7 @@ async def start_generation(
     stages = [stage.value for stage in PIPELINE[PIPELINE.index(first) :]]
     generation: int = await conn.fetchval(_NEW_GENERATION, job_id, stages, options)
     await conn.execute(_RESET_STAGES, job_id, first.value, stages)
+    # Workers drop the older generation's messages, so its pending webhook will not be
+    # attempted again: say so on the delivery instead of leaving it pending for ever.
+    await conn.execute(_SUPERSEDE_DELIVERIES, job_id, generation)
     return generation

@@ -16,7 +16,7 @@ import msgspec
 
 from contracts import JobOptions, JobStatus, JobSubmitted, Stage, StageRequested, StageState
 from contracts.routing import STAGE_QUEUES, SUBMIT_ACTOR, SUBMIT_QUEUE
-from contracts.states import FINISHED_STATES, PIPELINE
+from contracts.states import PIPELINE
 from infra.generations import start_generation
 
 
@@ -150,23 +150,15 @@ async def request_rediarization(
         status = await conn.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", job_id)
         if status != JobStatus.COMPLETED:
             return f"the job is {status}; only a completed job can be diarized again"
-        # A job is completed before its webhook is delivered. While notify still retries,
-        # its delayed message would finish the next generation early and drop its work.
-        notify = await conn.fetchval(
-            "SELECT state FROM job_stages WHERE job_id = $1 AND stage = $2",
-            job_id,
-            Stage.NOTIFY.value,
-        )
-        if notify not in FINISHED_STATES:
-            return (
-                "the job's webhook is still being delivered (notify is"
-                f" {notify}); try again when it has finished"
-            )
         if not await conn.fetchval(
             "SELECT transcript IS NOT NULL FROM job_results WHERE job_id = $1", job_id
         ):
             return "the job has no stored transcript to diarize again"
-        await start_generation(conn, job_id, Stage.DIARIZE, options=msgspec.to_builtins(options))
+        # The new generation's messages carry its number: a notify of the previous one
+        # still retrying is dropped by the workers instead of finishing this one early.
+        generation = await start_generation(
+            conn, job_id, Stage.DIARIZE, options=msgspec.to_builtins(options)
+        )
         await conn.execute(
             "INSERT INTO outbox (message_id, job_id, queue, actor, payload)"
             " VALUES ($1, $2, $3, $4, $5)",
@@ -174,7 +166,9 @@ async def request_rediarization(
             job_id,
             STAGE_QUEUES[Stage.DIARIZE],
             Stage.DIARIZE.value,
-            msgspec.to_builtins(StageRequested(job_id=str(job_id), stage=Stage.DIARIZE.value)),
+            msgspec.to_builtins(
+                StageRequested(job_id=str(job_id), stage=Stage.DIARIZE.value, generation=generation)
+            ),
         )
     return None
 

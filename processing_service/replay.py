@@ -56,13 +56,24 @@ class DeadMessage:
         trace = str((self.envelope.get("options") or {}).get("traceback") or "").strip()
         return trace.splitlines()[-1] if trace else "unknown (no reason recorded)"
 
-    def replayable_body(self) -> bytes:
+    def replayable_body(self, generation: int | None = None) -> bytes:
+        """The message to send again: its spent retry options dropped and, when it carries
+        a job generation, the one the replay reopened (workers drop older ones)."""
         if self.envelope is None:
             return self.body
         options = {
             k: v for k, v in (self.envelope.get("options") or {}).items() if k not in SPENT_OPTIONS
         }
-        return json.dumps({**self.envelope, "options": options}, separators=(",", ":")).encode()
+        envelope = {**self.envelope, "options": options}
+        args = list(envelope.get("args") or [])
+        if (
+            generation is not None
+            and args
+            and isinstance(args[0], dict)
+            and "generation" in args[0]
+        ):
+            envelope["args"] = [{**args[0], "generation": generation}, *args[1:]]
+        return json.dumps(envelope, separators=(",", ":")).encode()
 
 
 def _decode(body: bytes) -> dict[str, Any] | None:
@@ -123,12 +134,13 @@ def replay_queue(
         return 0
     moved = 0
     for message in to_move:
+        generation = None
         if message.job_id:
-            store.reopen(message.job_id, stage, message.message_id)
+            generation = store.reopen(message.job_id, stage, message.message_id)
         channel.basic_publish(
             "",
             queue,
-            message.replayable_body(),
+            message.replayable_body(generation),
             pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
             mandatory=True,
         )  # raises unless RabbitMQ confirms

@@ -17,7 +17,7 @@ log = structlog.get_logger("processing.analyze")
 
 
 def run(ctx: StageContext, message: StageRequested) -> None:
-    job = ctx.live_job(message.job_id)
+    job = ctx.live_job(message.job_id, message.generation)
     if job is None:
         return
     if job.stages[Stage.ANALYZE] not in DONE_STATES:

@@ -30,7 +30,7 @@ class Diarize(Protocol):
 
 
 def run(ctx: StageContext, message: StageRequested, *, diarize: Diarize) -> None:
-    job = ctx.live_job(message.job_id)
+    job = ctx.live_job(message.job_id, message.generation)
     if job is None:
         return
     duration_s = job.audio.duration_s if job.audio else 0.0

@@ -59,7 +59,7 @@ def run(ctx: StageContext, message: StageRequested) -> None:
     job = ctx.jobs.load_job(job_id)
     if job is None:
         raise InvalidMessage(f"job {job_id} does not exist")
-    if job.stages[Stage.NOTIFY] in FINISHED_STATES:
+    if ctx.stale(job, message.generation) or job.stages[Stage.NOTIFY] in FINISHED_STATES:
         return
     ctx.begin(job_id, Stage.NOTIFY)
     status = ctx.jobs.finalize(job_id)

@@ -45,15 +45,29 @@ class StageContext:
     events: EventPublisher
     send: Send
 
-    def live_job(self, job_id: str) -> JobRecord | None:
-        """The job, or None (logged) when it has already finished: the message is moot."""
+    def live_job(self, job_id: str, generation: int | None = None) -> JobRecord | None:
+        """The job, or None (logged) when the message is moot: the job has finished, or
+        the message belongs to an older `generation` of it."""
         job = self.jobs.load_job(job_id)
         if job is None:
             raise InvalidMessage(f"job {job_id} does not exist")
+        if self.stale(job, generation):
+            return None
         if job.status.terminal:
             log.info("job already finished; message ignored", status=job.status.value)
             return None
         return job
+
+    def stale(self, job: JobRecord, generation: int | None) -> bool:
+        """True (logged) when a message of `generation` is older than the job's."""
+        if generation is None or generation >= job.generation:
+            return False
+        log.info(
+            "message of an older generation dropped",
+            message_generation=generation,
+            job_generation=job.generation,
+        )
+        return True
 
     def begin(self, job_id: str, stage: Stage, what: str | None = None) -> None:
         """Count an attempt of `stage`; refuse a message that keeps killing its worker."""
@@ -64,10 +78,10 @@ class StageContext:
     def request(self, job: JobRecord, stage: Stage) -> None:
         """Send the message that starts `stage` unless it has started already."""
         if job.stages.get(stage) in WAITING_STATES:
-            self.request_now(job.id, stage)
+            self.request_now(job.id, stage, job.generation)
 
-    def request_now(self, job_id: str, stage: Stage) -> None:
-        self.send(stage, StageRequested(job_id=job_id, stage=stage.value))
+    def request_now(self, job_id: str, stage: Stage, generation: int | None) -> None:
+        self.send(stage, StageRequested(job_id=job_id, stage=stage.value, generation=generation))
 
     def path(self, relative: str) -> Path:
         """An absolute path in shared storage."""

@@ -62,15 +62,16 @@ class DeadLetterStore:
 
         return self._run(q)
 
-    def reopen(self, job_id: str, stage: Stage, message_id: str) -> None:
+    def reopen(self, job_id: str, stage: Stage, message_id: str) -> int | None:
         """A dead message of `stage` goes back to its queue: the job shows it queued again.
 
         Replaying notify only re-opens the delivery. Replaying an earlier stage puts the
         job back to processing in a new generation (it will finish, and notify, again),
-        with that stage queued and the stages after it pending.
+        with that stage queued and the stages after it pending. Returns the generation
+        the replayed message must carry (None when the job is gone).
         """
 
-        async def q(conn: asyncpg.Connection) -> None:
+        async def q(conn: asyncpg.Connection) -> int | None:
             jid = uuid.UUID(job_id)
             await conn.execute(
                 "UPDATE dead_letters SET replayed_at = now() WHERE message_id = $1"
@@ -91,12 +92,16 @@ class DeadLetterStore:
                     jid,
                     stage.value,
                 )
-                return
-            await start_generation(conn, jid, stage)
+                current: int | None = await conn.fetchval(
+                    "SELECT generation FROM jobs WHERE id = $1", jid
+                )
+                return current
+            generation = await start_generation(conn, jid, stage)
             if stage is Stage.TRANSCRIBE:
                 await conn.execute(
                     "UPDATE job_chunks SET attempts = 0 WHERE job_id = $1 AND transcript IS NULL",
                     jid,
                 )
+            return generation
 
-        self._run(q)
+        return self._run(q)

@@ -25,7 +25,14 @@ GiveUp = Callable[[StageContext, str, str], None]
 
 
 def on_failure(
-    ctx: StageContext, stage: Stage, job_id: str, error: str, *, final: bool, give_up: GiveUp
+    ctx: StageContext,
+    stage: Stage,
+    job_id: str,
+    error: str,
+    *,
+    final: bool,
+    give_up: GiveUp,
+    generation: int | None = None,
 ) -> None:
     """Record a failed attempt; when it was the last one, settle the job."""
     if not final:
@@ -34,10 +41,10 @@ def on_failure(
     if stage in CRITICAL_STAGES:
         if ctx.jobs.fail_job(job_id, stage, error):
             log.error("job failed", stage=stage.value, error=error)
-            ctx.request_now(job_id, Stage.NOTIFY)
+            ctx.request_now(job_id, Stage.NOTIFY, generation)
     elif stage is Stage.NOTIFY:
         give_up(ctx, job_id, error)
     elif ctx.jobs.degrade(job_id, stage, error, stage_warning(stage, f"failed: {error}")):
         following = next_stage(stage)
         if following is not None:
-            ctx.request_now(job_id, following)
+            ctx.request_now(job_id, following, generation)

@@ -41,6 +41,13 @@ def job_id_of(message: MessageProxy) -> str | None:
         return None
 
 
+def generation_of(message: MessageProxy) -> int | None:
+    """The job generation a message carries, if any."""
+    payload = message.args[0] if message.args else None
+    value = payload.get("generation") if isinstance(payload, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def describe(exception: BaseException) -> str:
     text = str(exception).strip()
     return text if text else type(exception).__name__
@@ -160,7 +167,15 @@ class StageFailures(dramatiq.Middleware):
             if job_id is None:
                 log.error("dead-lettering a message without a job id", error=reason)
                 return
-            on_failure(ctx, stage, job_id, reason, final=message.failed, give_up=self.give_up)
+            on_failure(
+                ctx,
+                stage,
+                job_id,
+                reason,
+                final=message.failed,
+                give_up=self.give_up,
+                generation=generation_of(message),
+            )
         except Exception:  # the message is retried or dead-lettered regardless
             log.exception("could not record the failure on the job")
 

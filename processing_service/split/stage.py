@@ -42,6 +42,7 @@ def run(ctx: StageContext, message: JobSubmitted) -> None:
                     audio_path=chunk.audio_path,
                     start_s=chunk.start_s,
                     end_s=chunk.end_s,
+                    generation=job.generation,
                 ),
             )
 

@@ -25,7 +25,7 @@ log = structlog.get_logger("processing.transcribe")
 
 
 def run(ctx: StageContext, message: ChunkReady, *, transcriber: Transcriber) -> None:
-    job = ctx.live_job(message.job_id)
+    job = ctx.live_job(message.job_id, message.generation)
     if job is None:
         return
     if job.stages[Stage.TRANSCRIBE] in DONE_STATES:
@@ -83,7 +83,7 @@ def _fan_in(ctx: StageContext, job: JobRecord, model_name: str) -> None:
         for text in warnings:
             ctx.jobs.add_warning(job.id, text)
         log.info("transcript stitched", chunks=len(chunks), segments=len(segments))
-        ctx.request_now(job.id, Stage.DIARIZE)
+        ctx.request_now(job.id, Stage.DIARIZE, job.generation)
     if len(chunks) > 1:
         for chunk in chunks:
             ctx.path(chunk.audio_path).unlink(missing_ok=True)

@@ -105,7 +105,7 @@ def test_rediarize_queues_diarize_with_new_hints(
     assert result.status_code == 409
     envelope, message = wait_for_message(isolated_env.amqp_url, "diarize", job_id)
     assert envelope["actor_name"] == "diarize"
-    assert message == StageRequested(job_id=job_id, stage="diarize")
+    assert message == StageRequested(job_id=job_id, stage="diarize", generation=1)
 
 
 @pytest.mark.parametrize(
@@ -131,29 +131,42 @@ def test_bad_hints_are_refused(
         assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"
 
 
-def test_a_job_whose_webhook_is_still_retrying_is_not_diarized_again(
+def test_a_job_whose_webhook_is_still_retrying_is_diarized_again_in_a_new_generation(
     ingest: IngestServer, isolated_env: IsolatedEnv
 ) -> None:
     job_id = completed_job(ingest, isolated_env)
+    jid = uuid.UUID(job_id)
     # Completed, but notify's webhook got a 503 and waits for its next attempt.
     query(
         isolated_env.database_url,
         "UPDATE job_stages SET state = 'running' WHERE job_id = $1 AND stage = 'notify'",
-        uuid.UUID(job_id),
+        jid,
+    )
+    query(
+        isolated_env.database_url,
+        "INSERT INTO webhook_deliveries (id, job_id, generation, event, url)"
+        " VALUES ($1, $2, 0, 'job.completed', 'https://example.org/h')",
+        uuid.uuid4(),
+        jid,
     )
     with ingest.client() as client:
-        refused = client.post(f"/v1/jobs/{job_id}/diarize", json={"num_speakers": 2})
-        assert refused.status_code == 409, refused.text
-        assert refused.headers["content-type"] == PROBLEM
-        assert "webhook is still being delivered" in refused.json()["detail"]
-        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"
-        query(
-            isolated_env.database_url,
-            "UPDATE job_stages SET state = 'dead' WHERE job_id = $1 AND stage = 'notify'",
-            uuid.UUID(job_id),
-        )
         accepted = client.post(f"/v1/jobs/{job_id}/diarize", json={"num_speakers": 2})
         assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["status"] == "processing"
+    # The new generation's message says which it is, so that workers drop the old
+    # notify's retry; the old delivery will not be attempted again and says why.
+    [[payload]] = query(
+        isolated_env.database_url,
+        "SELECT payload FROM outbox WHERE job_id = $1 AND actor = 'diarize'",
+        jid,
+    )
+    assert (json.loads(payload) if isinstance(payload, str) else payload)["generation"] == 1
+    [[state, error]] = query(
+        isolated_env.database_url,
+        "SELECT state, last_error FROM webhook_deliveries WHERE job_id = $1",
+        jid,
+    )
+    assert (state, error) == ("dead", "superseded by generation 1")
 
 
 def test_only_completed_jobs_can_be_diarized_again(ingest: IngestServer) -> None:

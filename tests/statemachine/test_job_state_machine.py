@@ -199,3 +199,47 @@ def test_two_notify_messages_of_one_generation_post_the_webhook_once(start: Any)
         job_id,
     )
     assert [(r["state"], r["attempts"]) for r in rows] == [("delivered", 1)]
+
+
+def test_a_stale_generation_message_after_rediarize_is_dropped(start: Any) -> None:
+    diarize = SlowDiarize()
+    worker = start(diarize=diarize)
+    job_id = worker.submit(seconds=4.0)
+    assert worker.settle(job_id)["generation"] == 0
+    # Re-diarize, as the API does: a new generation, and its diarize message.
+    query(worker.settings.database_url, NEW_GENERATION_FROM_DIARIZE, job_id)
+    diarize.delay_s = 2.0
+    worker.send(Stage.DIARIZE, StageRequested(job_id=job_id, stage="diarize", generation=1))
+    deadline = time.monotonic() + 10
+    while worker.job(job_id)["stages"]["diarize"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # A delayed notify retry of generation 0 arrives while generation 1 diarizes.
+    worker.send(Stage.NOTIFY, StageRequested(job_id=job_id, stage="notify", generation=0))
+    time.sleep(0.5)
+    midway = worker.job(job_id)
+    assert midway["status"] == "processing", "the stale notify did not finish generation 1"
+    assert midway["attempts"]["notify"] == 0
+    job = worker.settle(job_id)
+    assert job["status"] == "completed"
+    assert job["generation"] == 1
+    assert len(diarize.calls) == 2
+    assert job["stages"]["notify"] == "succeeded"
+
+
+class SlowDiarize(FakeDiarize):
+    delay_s: float = 0.0
+
+    def __call__(self, wav_path: Any, hints: Any) -> Any:
+        time.sleep(self.delay_s)
+        return super().__call__(wav_path, hints)
+
+
+#: What `POST /v1/jobs/{id}/diarize` does to the job (infra.generations, in SQL).
+NEW_GENERATION_FROM_DIARIZE = (
+    "WITH g AS (UPDATE jobs SET status = 'processing', finished_at = NULL,"
+    " generation = generation + 1 WHERE id = $1::uuid RETURNING id)"
+    " UPDATE job_stages SET state = CASE WHEN stage = 'diarize' THEN 'queued' ELSE 'pending'"
+    " END, attempts = 0, finished_at = NULL FROM g WHERE job_stages.job_id = g.id"
+    " AND stage IN ('diarize', 'analyze', 'notify')"
+)
