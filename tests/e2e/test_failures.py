@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from contracts.routing import SUBMIT_QUEUE, dead_letter_queue
 from tests.e2e.conftest import SHORT_TEXT, start_worker, worker_env
+from tests.support.audio import ffmpeg_tone
 from tests.support.backends import query
 from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
@@ -245,22 +245,7 @@ def test_a_full_volume_in_split_is_retried_then_dead_lettered_with_the_reason(
 ) -> None:
     # A 60 s FLAC of a tone is ~350 KB on a 1 MiB volume; its 16 kHz WAV (1.9 MB) is not.
     flac = tmp_path / "tone.flac"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=d=60:sample_rate=16000",
-            "-ac",
-            "1",
-            str(flac),
-        ],
-        check=True,
-    )
+    flac.write_bytes(ffmpeg_tone("flac", 60))
     with small_volume(tmp_path / "volume") as volume:
         env = {"STORAGE_DIR": str(volume)}
         ingest = IngestServer(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.support.audio import wav_bytes, wav_header
+from tests.support.audio import ffmpeg_tone, wav_bytes, wav_header
 from tests.support.backends import query
 from tests.support.servers import IngestServer, IsolatedEnv
 from tests.support.tcp_proxy import TcpProxy
@@ -214,28 +214,6 @@ def _id3(size: int) -> bytes:
     return b"ID3\x04\x00\x00" + syncsafe + b"\x00" * size
 
 
-def _ffmpeg(fmt: str, *args: str) -> bytes:
-    done = subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=d=1",
-            *args,
-            "-f",
-            fmt,
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    )
-    return done.stdout
-
-
 BROKEN = {
     "wav header, no samples": (wav_header(36, 0), "no samples"),
     "wav claiming 4 GB, 1 KB sent": (
@@ -280,12 +258,12 @@ def test_streamed_and_complete_files_of_every_format_pass(ingest: IngestServer) 
         ["espeak-ng", "--stdout", "streamed"], capture_output=True, check=True
     ).stdout
     bodies = {
-        "ffmpeg wav to a pipe": _ffmpeg("wav"),
+        "ffmpeg wav to a pipe": ffmpeg_tone("wav"),
         "espeak-ng wav to a pipe": espeak,
-        "mp3 with an id3 tag": _ffmpeg("mp3"),
-        "flac": _ffmpeg("flac"),
-        "ogg vorbis": _ffmpeg("ogg"),
-        "fragmented mp4": _ffmpeg("mp4", "-movflags", "frag_keyframe+empty_moov"),
+        "mp3 with an id3 tag": ffmpeg_tone("mp3"),
+        "flac": ffmpeg_tone("flac"),
+        "ogg vorbis": ffmpeg_tone("ogg"),
+        "fragmented mp4": ffmpeg_tone("mp4", 1.0, "-movflags", "frag_keyframe+empty_moov"),
     }
     assert struct.unpack("<I", bodies["ffmpeg wav to a pipe"][4:8])[0] == 0xFFFFFFFF
     with ingest.client() as client:

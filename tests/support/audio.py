@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import subprocess
 import wave
 
 
@@ -42,3 +43,15 @@ def undecodable_wav() -> bytes:
     no decoder opens: IMA ADPCM with a block size that codec cannot have."""
     samples = bytes(range(256)) * 40
     return wav_header(36 + len(samples), len(samples), format_tag=0x11) + samples
+
+
+def ffmpeg_tone(fmt: str, seconds: float = 1.0, *args: str, rate: int = 16000) -> bytes:
+    """A sine tone encoded by ffmpeg as `fmt` (to a pipe: streaming headers), mono."""
+    tone = f"sine=d={seconds}:sample_rate={rate}"
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", tone, "-ac", "1"]
+    done = subprocess.run(
+        [*command, *args, "-f", fmt, "-"],
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout
