@@ -7,6 +7,10 @@ each gets a full set of attempts again. A message is acknowledged on the dead-le
 queue only after RabbitMQ confirmed its republication: a crash midway leaves every
 message in one queue or the other (at worst in both, which idempotent actors absorb).
 Before a message moves, its job shows the stage queued again.
+
+RabbitMQ keeps dead letters 7 days; Postgres keeps each one's payload with its reason.
+A dead letter no longer in its queue (not replayed yet, dead for over a minute) is
+rebuilt from Postgres and sent like the others.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from processing_service.runtime.dead_letters import DeadLetterStore
 SPENT_OPTIONS = ("retries", "traceback", "eta", "requeue_timestamp")
 #: Upper bound on messages read from one dead-letter queue in one run.
 MAX_READ = 100_000
+#: A dead letter recorded in Postgres is rebuilt only once it has been dead this long: a
+#: message recorded a moment ago may still be on its way to the dead-letter queue.
+REBUILD_AFTER_S = 60.0
 
 
 @dataclass
@@ -112,46 +119,73 @@ def replay_queue(
     limit: int | None,
     dry_run: bool,
 ) -> int:
-    """Report one dead-letter queue and move up to `limit` of its messages; the count moved."""
+    """Report one dead-letter queue and move up to `limit` of its messages; the count moved.
+
+    Dead letters that Postgres recorded but RabbitMQ no longer holds (its queue keeps them
+    7 days) are rebuilt from their recorded payload and sent too, within the same limit.
+    """
     queue = STAGE_QUEUES[stage]
     xq = dead_letter_queue(queue)
     count = depth(connection, xq)
     print(f"{xq}: {count} message(s)")
-    if count == 0:
-        return 0
     channel = connection.channel()
     channel.confirm_delivery()
-    messages = read_all(channel, xq, min(count, MAX_READ))
+    messages = read_all(channel, xq, min(count, MAX_READ)) if count else []
     known = store.reasons([m.message_id for m in messages])
     reasons = collections.Counter(known.get(m.message_id) or m.fallback_reason() for m in messages)
     for reason, n in reasons.most_common():
         print(f"  {n} x {reason}")
+    # Only with the whole queue read can the ones missing from it be told apart.
+    expired = (
+        store.expired(stage, {m.message_id for m in messages}, REBUILD_AFTER_S)
+        if count <= MAX_READ
+        else []
+    )
+    if expired:
+        print(f"  {len(expired)} more recorded in Postgres that RabbitMQ no longer holds")
     to_move = messages if limit is None else messages[:limit]
+    to_rebuild = expired if limit is None else expired[: max(limit - len(to_move), 0)]
     if dry_run:
         channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
         channel.close()
-        print(f"  dry run: would move {len(to_move)} to {queue}")
+        print(f"  dry run: would move {len(to_move)} and rebuild {len(to_rebuild)} to {queue}")
         return 0
     moved = 0
     for message in to_move:
         generation = None
         if message.job_id:
             generation = store.reopen(message.job_id, stage, message.message_id)
-        channel.basic_publish(
-            "",
-            queue,
-            message.replayable_body(generation),
-            pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
-            mandatory=True,
-        )  # raises unless RabbitMQ confirms
+        _publish(channel, queue, message.replayable_body(generation))
         channel.basic_ack(message.tag)
         moved += 1
         print(f"  moved {message.message_id} (job {message.job_id or '-'}) to {queue}")
     channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)  # the ones left
+    for message_id, job_id, recorded in to_rebuild:
+        generation = store.reopen(job_id, stage, message_id)
+        payload = recorded
+        if generation is not None and "generation" in recorded:
+            payload = {**recorded, "generation": generation}
+        rebuilt: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=queue, actor_name=stage.value, args=(payload,), kwargs={}, options={}
+        )
+        _publish(channel, queue, rebuilt.encode())
+        moved += 1
+        print(f"  rebuilt {message_id} (job {job_id}) from Postgres to {queue}")
     if stage is Stage.TRANSCRIBE:
-        resend_chunks(channel, store, {m.job_id for m in to_move if m.job_id})
+        job_ids = {m.job_id for m in to_move if m.job_id} | {row[1] for row in to_rebuild}
+        resend_chunks(channel, store, job_ids)
     channel.close()
     return moved
+
+
+def _publish(channel: BlockingChannel, queue: str, body: bytes) -> None:
+    channel.basic_publish(
+        "",
+        queue,
+        body,
+        pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+        mandatory=True,
+    )  # raises unless RabbitMQ confirms
 
 
 def resend_chunks(channel: BlockingChannel, store: DeadLetterStore, job_ids: set[str]) -> None:
@@ -169,13 +203,7 @@ def resend_chunks(channel: BlockingChannel, store: DeadLetterStore, job_ids: set
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=SUBMIT_QUEUE, actor_name=SUBMIT_ACTOR, args=(payload,), kwargs={}, options={}
         )
-        channel.basic_publish(
-            "",
-            SUBMIT_QUEUE,
-            message.encode(),
-            pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
-            mandatory=True,
-        )
+        _publish(channel, SUBMIT_QUEUE, message.encode())
         print(f"  asked split to re-send the untranscribed chunks of job {job_id}")
 
 

@@ -18,7 +18,14 @@ class DeadLetterStore:
         self._run = db.transaction
 
     def record(
-        self, job_id: str | None, stage: Stage, queue: str, message_id: str, reason: str
+        self,
+        job_id: str | None,
+        stage: Stage,
+        queue: str,
+        message_id: str,
+        reason: str,
+        *,
+        payload: dict[str, Any] | None = None,
     ) -> None:
         async def q(conn: asyncpg.Connection) -> None:
             jid = uuid.UUID(job_id) if job_id else None
@@ -26,13 +33,14 @@ class DeadLetterStore:
                 "SELECT true FROM jobs WHERE id = $1", jid
             )
             await conn.execute(
-                "INSERT INTO dead_letters (job_id, stage, queue, message_id, reason)"
-                " VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO dead_letters (job_id, stage, queue, message_id, reason, payload)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
                 jid if exists else None,
                 stage.value,
                 queue,
                 message_id,
                 reason[:2000],
+                payload,
             )
 
         self._run(q)
@@ -47,6 +55,31 @@ class DeadLetterStore:
                 message_ids,
             )
             return {row["message_id"]: row["reason"] for row in rows}
+
+        return self._run(q)
+
+    def expired(
+        self, stage: Stage, present: set[str], older_than_s: float
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Dead letters of `stage` not replayed yet whose message RabbitMQ no longer holds
+        (not in `present`), with a job and a recorded payload: (message id, job id, payload).
+
+        Only those dead for `older_than_s`: a message that was just recorded may not have
+        reached the dead-letter queue yet.
+        """
+
+        async def q(conn: asyncpg.Connection) -> list[tuple[str, str, dict[str, Any]]]:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (message_id) message_id, job_id, payload FROM dead_letters"
+                " WHERE stage = $1 AND replayed_at IS NULL AND payload IS NOT NULL"
+                " AND job_id IS NOT NULL AND dead_at < now() - make_interval(secs => $2)"
+                " AND message_id <> ALL($3::text[]) ORDER BY message_id, id DESC",
+                stage.value,
+                older_than_s,
+                sorted(present),
+            )
+            found = [(r["message_id"], str(r["job_id"]), r["payload"]) for r in rows]
+            return sorted(found, key=lambda row: row[0])
 
         return self._run(q)
 

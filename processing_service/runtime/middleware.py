@@ -161,8 +161,14 @@ class StageFailures(dramatiq.Middleware):
         try:
             ctx = self.resources.context
             if message.failed:
+                payload = message.args[0] if message.args else None
                 DeadLetterStore(ctx.db).record(
-                    job_id, stage, message.queue_name, message.message_id, reason
+                    job_id,
+                    stage,
+                    message.queue_name,
+                    message.message_id,
+                    reason,
+                    payload=payload if isinstance(payload, dict) else None,
                 )
             if job_id is None:
                 log.error("dead-lettering a message without a job id", error=reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,3 +201,64 @@ def queue_depth(env: IsolatedEnv, queue: str) -> int:
     finally:
         conn.close()
     return count
+
+
+def drop_from_xq(env: IsolatedEnv, queue: str, job_id: str) -> int:
+    """Remove the job's messages from the queue's dead-letter queue (as its TTL would)."""
+    conn = pika.BlockingConnection(pika.URLParameters(env.amqp_url))
+    dropped = 0
+    try:
+        channel = conn.channel()
+        while True:
+            method, _props, body = channel.basic_get(dead_letter_queue(queue), auto_ack=False)
+            if method is None:
+                break
+            if job_id.encode() in body:
+                channel.basic_ack(method.delivery_tag)
+                dropped += 1
+        channel.basic_recover(requeue=True)
+    finally:
+        conn.close()
+    return dropped
+
+
+def test_a_dead_letter_rabbitmq_no_longer_holds_is_rebuilt_from_postgres(
+    ingest: IngestServer, replay_env: IsolatedEnv, short_speech: Path, tmp_path: Path
+) -> None:
+    uploads = replay_env.storage_dir / "uploads"
+    worker: Worker | None = None
+    try:
+        with ingest.client() as client:
+            job_id = upload(client, short_speech)
+            shutil.move(uploads / f"{job_id}.wav", tmp_path / "kept.wav")
+            worker = start_worker(replay_env, tmp_path / "worker.log", SPLIT_MAX_RETRIES="0")
+            failed = wait_for_job(client, job_id)
+            assert failed["status"] == "failed"
+            [dead] = failed["dead_letters"]
+            # Seven days on: RabbitMQ dropped the dead letter; Postgres still has it.
+            deadline = time.monotonic() + 10
+            while drop_from_xq(replay_env, "split", job_id) == 0:
+                assert time.monotonic() < deadline, "the dead letter never reached split.XQ"
+                time.sleep(0.2)
+            query(
+                replay_env.database_url,
+                "UPDATE dead_letters SET dead_at = dead_at - interval '8 days' WHERE job_id = $1",
+                uuid.UUID(job_id),
+            )
+            listing = replay(replay_env, QUEUE="split", DRY_RUN="1")
+            assert "1 more recorded in Postgres that RabbitMQ no longer holds" in listing
+            assert "rebuild 1" in listing
+
+            shutil.move(tmp_path / "kept.wav", uploads / f"{job_id}.wav")
+            moved = replay(replay_env, QUEUE="split")
+            assert f"rebuilt {dead['message_id']}" in moved, moved
+            assert f"(job {job_id}) from Postgres to split" in moved
+            job = wait_for_job(client, job_id)
+            assert job["status"] == "completed", job
+            assert job["dead_letters"][0]["replayed_at"] is not None
+            # Replayed once: a second run finds nothing more to rebuild for it.
+            again = replay(replay_env, QUEUE="split", DRY_RUN="1")
+            assert "no longer holds" not in again
+    finally:
+        if worker is not None:
+            worker.stop()
