@@ -31,10 +31,15 @@ log = structlog.get_logger("processing.worker")
 STAGE_NAMES = frozenset(stage.value for stage in Stage)
 
 
+def payload_of(message: MessageProxy) -> dict[str, Any] | None:
+    """The message's payload (its one argument), if it is a JSON object."""
+    payload = message.args[0] if message.args else None
+    return payload if isinstance(payload, dict) else None
+
+
 def job_id_of(message: MessageProxy) -> str | None:
     """The job id in a message's payload, if it has a well-formed one."""
-    payload = message.args[0] if message.args else None
-    raw = payload.get("job_id") if isinstance(payload, dict) else None
+    raw = (payload_of(message) or {}).get("job_id")
     try:
         return str(uuid.UUID(raw)) if isinstance(raw, str) else None
     except ValueError:
@@ -43,8 +48,7 @@ def job_id_of(message: MessageProxy) -> str | None:
 
 def generation_of(message: MessageProxy) -> int | None:
     """The job generation a message carries, if any."""
-    payload = message.args[0] if message.args else None
-    value = payload.get("generation") if isinstance(payload, dict) else None
+    value = (payload_of(message) or {}).get("generation")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -161,14 +165,13 @@ class StageFailures(dramatiq.Middleware):
         try:
             ctx = self.resources.context
             if message.failed:
-                payload = message.args[0] if message.args else None
                 DeadLetterStore(ctx.db).record(
                     job_id,
                     stage,
                     message.queue_name,
                     message.message_id,
                     reason,
-                    payload=payload if isinstance(payload, dict) else None,
+                    payload=payload_of(message),
                 )
             if job_id is None:
                 log.error("dead-lettering a message without a job id", error=reason)

@@ -71,5 +71,20 @@ def ingest(
     server.stop()
 
 
+#: Webhook receivers in these tests listen on loopback, which the SSRF guard refuses.
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
+@pytest.fixture(scope="module")
+def webhook_ingest(
+    isolated_env: IsolatedEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[IngestServer]:
+    """The API with webhooks to loopback allowed."""
+    env = isolated_env.environ(OUTBOX_POLL_INTERVAL_S="0.2", WEBHOOK_ALLOWED_NETWORKS=LOOPBACK)
+    server = IngestServer(env, tmp_path_factory.mktemp("logs") / "ingest-webhooks.log")
+    yield server
+    server.stop()
+
+
 def start_worker(env: IsolatedEnv, log: Path, **extra: str) -> Worker:
     return Worker(worker_env(env, **extra), log)

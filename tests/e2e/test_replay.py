@@ -8,7 +8,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pika
 import pytest
 
@@ -70,6 +72,19 @@ def xq_depth(env: IsolatedEnv, queue: str) -> int:
     return count
 
 
+def dead_in_split(
+    client: httpx.Client, env: IsolatedEnv, speech: Path, tmp_path: Path
+) -> tuple[dict[str, Any], Worker]:
+    """A job whose upload vanished before any worker ran: with no retries, its split dies
+    at once. The upload is kept in `tmp_path/kept.wav`; the worker is left running."""
+    job_id = upload(client, speech)
+    shutil.move(env.storage_dir / "uploads" / f"{job_id}.wav", tmp_path / "kept.wav")
+    worker = start_worker(env, tmp_path / "worker.log", SPLIT_MAX_RETRIES="0")
+    job = wait_for_job(client, job_id)
+    assert job["status"] == "failed", job
+    return job, worker
+
+
 def test_dead_letters_are_recorded_listed_and_replayed(
     ingest: IngestServer, replay_env: IsolatedEnv, short_speech: Path, tmp_path: Path
 ) -> None:
@@ -78,10 +93,8 @@ def test_dead_letters_are_recorded_listed_and_replayed(
     try:
         with ingest.client() as client:
             # A: its upload vanishes before any worker runs; with no retries it dies at once.
-            recovers = upload(client, short_speech)
-            shutil.move(uploads / f"{recovers}.wav", tmp_path / "kept.wav")
-            worker = start_worker(replay_env, tmp_path / "worker.log", SPLIT_MAX_RETRIES="0")
-            assert wait_for_job(client, recovers)["status"] == "failed"
+            failed, worker = dead_in_split(client, replay_env, short_speech, tmp_path)
+            recovers = failed["id"]
             # B: undecodable, so it fails (permanently) now and again after a replay.
             response = client.post("/v1/jobs", files={"file": ("junk.wav", JUNK, "audio/wav")})
             hopeless = response.json()["id"]
@@ -229,11 +242,8 @@ def test_a_dead_letter_rabbitmq_no_longer_holds_is_rebuilt_from_postgres(
     worker: Worker | None = None
     try:
         with ingest.client() as client:
-            job_id = upload(client, short_speech)
-            shutil.move(uploads / f"{job_id}.wav", tmp_path / "kept.wav")
-            worker = start_worker(replay_env, tmp_path / "worker.log", SPLIT_MAX_RETRIES="0")
-            failed = wait_for_job(client, job_id)
-            assert failed["status"] == "failed"
+            failed, worker = dead_in_split(client, replay_env, short_speech, tmp_path)
+            job_id = failed["id"]
             [dead] = failed["dead_letters"]
             # Seven days on: RabbitMQ dropped the dead letter; Postgres still has it.
             deadline = time.monotonic() + 10

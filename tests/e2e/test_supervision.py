@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import start_worker
+from tests.e2e.conftest import LOOPBACK, start_worker
 from tests.support.backends import query
 from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
@@ -20,17 +20,10 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.models
 
-LOOPBACK = "127.0.0.0/8,::1/128"
-
 
 @pytest.fixture(scope="module")
-def ingest(
-    isolated_env: IsolatedEnv, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[IngestServer]:
-    env = isolated_env.environ(OUTBOX_POLL_INTERVAL_S="0.2", WEBHOOK_ALLOWED_NETWORKS=LOOPBACK)
-    server = IngestServer(env, tmp_path_factory.mktemp("logs") / "ingest-supervision.log")
-    yield server
-    server.stop()
+def ingest(webhook_ingest: IngestServer) -> IngestServer:
+    return webhook_ingest
 
 
 @pytest.fixture
