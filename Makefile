@@ -17,7 +17,7 @@ export WHISPER_MODEL ?= tiny.en
 export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline bench-diarize replay-dlq deploy-check clean
+.PHONY: help run test unit lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline bench-diarize bench-accuracy replay-dlq deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -84,6 +84,10 @@ bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare w
 
 bench-diarize: venv system-deps models ## Diarization RTF, DER and peak RSS per segmentation step on a generated 10 min conversation -> bench/diarize.json
 	@$(PY) -m scripts.bench_diarize --out bench/diarize.json $(BENCH_ARGS)
+
+bench-accuracy: venv system-deps models ## DER, speaker count, word attribution and WER on AMI, pyannote's sample and generated voices -> bench/accuracy.json
+	@$(PY) -m processing_service.transcribe.weights --model base --cache-dir $(MODEL_CACHE_DIR) >/dev/null
+	@$(PY) -m scripts.bench_accuracy --out bench/accuracy.json $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and local storage
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

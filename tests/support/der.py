@@ -122,3 +122,28 @@ def diarization_error_rate(
     return DerResult(
         float(der), float(missed), float(false_alarm), float(confusion), float(total), mapping
     )
+
+
+def turn_attribution(
+    reference: Sequence[TurnLike | tuple[float, float, str]],
+    hypothesis: Sequence[TurnLike | tuple[float, float, str]],
+) -> float:
+    """Share of reference speech (by time) in turns whose main hypothesis speaker is theirs.
+
+    Each reference turn goes to the hypothesis label that overlaps it most; it counts as
+    right when that label maps (one-to-one, as for DER) onto the turn's speaker. A turn no
+    hypothesis overlaps counts as wrong. A word-free stand-in for word attribution.
+    """
+    ref, hyp = _as_tuples(reference), _as_tuples(hypothesis)
+    mapping = diarization_error_rate(ref, hyp).mapping
+    right = total = 0.0
+    for start, end, speaker in ref:
+        talk: dict[str, float] = {}
+        for h_start, h_end, label in hyp:
+            shared = min(end, h_end) - max(start, h_start)
+            if shared > 0:
+                talk[label] = talk.get(label, 0.0) + shared
+        total += end - start
+        if talk and mapping.get(max(talk, key=talk.__getitem__)) == speaker:
+            right += end - start
+    return right / total if total else 1.0
