@@ -18,5 +18,5 @@ pids+=($!)
 $PY -m processing_service &
 pids+=($!)
 echo "run: ingest API on http://${INGEST_HOST:-127.0.0.1}:${INGEST_PORT:-8000}," \
-    "workers with WHISPER_MODEL=${WHISPER_MODEL:-tiny.en} (Ctrl-C stops)" >&2
+    "workers with WHISPER_MODEL=${WHISPER_MODEL:-base} (Ctrl-C stops)" >&2
 wait -n
