@@ -267,6 +267,8 @@ def meeting(
     one-word reply to three sentences of ``MEETING_SENTENCES``, and pauses of 0.15-1.2 s.
     Every speaker gets at least two turns.
     """
+    if not 2 <= num_speakers <= len(voices):
+        raise ValueError(f"num_speakers must be 2-{len(voices)}, not {num_speakers}")
     rng = random.Random(seed)
     names = rng.sample(sorted(voices), num_speakers)
     count = turns or 5 + 3 * num_speakers
