@@ -35,7 +35,7 @@ import time
 import warnings
 import wave
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class Recording:
     turns: list[RefTurn]
     scored_s: float
     text: str | None = None  # the reference transcript, where known
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_rttm(path: Path) -> dict[str, list[RefTurn]]:
