@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts import SpeakerTurn
+from processing_service.diarize.attribution import attribute, relabel
 from tests.support.der import diarization_error_rate
 from tests.support.diarization_audio import HELD_OUT_VOICES, TUNING_VOICES, meeting
 from tests.support.wer import word_error_rate
@@ -146,8 +148,9 @@ def clip(turns: Sequence[RefTurn], end: float) -> list[RefTurn]:
     return [(s, min(e, end), k) for s, e, k in turns if s < end and min(e, end) > s]
 
 
-def score(rec: Recording, hypothesis: Sequence[RefTurn]) -> dict[str, Any]:
-    ref, hyp = clip(rec.turns, rec.scored_s), clip(hypothesis, rec.scored_s)
+def score(rec: Recording, hypothesis: Sequence[SpeakerTurn]) -> dict[str, Any]:
+    ref = clip(rec.turns, rec.scored_s)
+    hyp = clip([(t.start, t.end, t.speaker) for t in hypothesis], rec.scored_s)
     result = diarization_error_rate(ref, hyp)
     baseline = diarization_error_rate(ref, [(s, e, "one") for s, e, _ in ref])
     return {
@@ -186,7 +189,7 @@ class Diarize:
         self.diarizer = load_diarizer("offline", cache_dir, torch_threads=threads)
         self.clustering = clustering
 
-    def __call__(self, wav: Path) -> tuple[list[RefTurn], float]:
+    def __call__(self, wav: Path) -> tuple[list[SpeakerTurn], float]:
         stage = self.diarizer.pipeline.clustering
         saved = {key: getattr(stage, key) for key in self.clustering}
         for key, value in self.clustering.items():
@@ -200,7 +203,8 @@ class Diarize:
         finally:
             for key, value in saved.items():
                 setattr(stage, key, value)
-        return [(t.start, t.end, t.speaker) for t in turns], elapsed
+        # Named as the result names them, so the DER mapping applies to attributed words.
+        return relabel(turns), elapsed
 
 
 def transcriber(model_name: str, cache_dir: Path, threads: int) -> Callable[[Path], Any]:
@@ -266,11 +270,10 @@ def transcribe_all(
     model_name: str,
     args: argparse.Namespace,
     *,
+    configs: Sequence[str],
     score_words: bool,
 ) -> dict[str, Any]:
     """WER and RTF of ``model_name`` where the text is known; word attribution if asked."""
-    from processing_service.diarize.attribution import attribute  # noqa: PLC0415
-
     transcribe = transcriber(model_name, args.cache_dir, args.threads)
     transcribe(recordings[0].wav)  # warm up (model load, numba JIT)
     wers, audio_s, wall_s = [], 0.0, 0.0
@@ -284,14 +287,10 @@ def transcribe_all(
         wer = word_error_rate(rec.text, " ".join(s.text for s in transcript.segments))
         wers.append(wer)
         row.setdefault("wer", {})[model_name] = round(wer, 4)
-        for name in (
-            n for n in row if score_words and isinstance(row[n], dict) and "der" in row[n]
-        ):
-            turns = row[name]["_turns"]
-            speakers = attribute(transcript.segments, [_turn(t) for t in turns])
+        for name in configs if score_words else ():
+            speakers = attribute(transcript.segments, row[name]["_turns"])
             words = [w for segment in speakers.segments for w in segment.words]
-            mapping = {_label(turns, k): v for k, v in row[name]["mapping"].items()}
-            row[name]["word_attribution"] = word_attribution(words, rec.turns, mapping)
+            row[name]["word_attribution"] = word_attribution(words, rec.turns, row[name]["mapping"])
     out = {
         "wer_mean": mean(wers),
         "rtf": round(wall_s / audio_s, 4) if audio_s else None,
@@ -335,7 +334,9 @@ def main() -> int:
         diarizers = {name: Diarize(args.cache_dir, args.threads, c) for name, c in configs.items()}
         rows = diarize_all(recordings, diarizers)
         whisper_rows = {
-            model: transcribe_all(recordings, rows, model, args, score_words=model == models[0])
+            model: transcribe_all(
+                recordings, rows, model, args, configs=list(configs), score_words=model == models[0]
+            )
             for model in models
         }
 
@@ -358,20 +359,6 @@ def main() -> int:
     print_table(result, list(configs))
     print(f"wrote {args.out}")
     return 0
-
-
-def _turn(t: RefTurn) -> Any:
-    from contracts import SpeakerTurn  # noqa: PLC0415
-
-    return SpeakerTurn(*t)
-
-
-def _label(turns: Sequence[RefTurn], raw: str) -> str:
-    """The SPEAKER_NN name ``attribution.relabel`` gives the raw label ``raw``."""
-    names: dict[str, str] = {}
-    for _, _, k in sorted(turns):
-        names.setdefault(k, f"SPEAKER_{len(names):02d}")
-    return names.get(raw, raw)
 
 
 def print_table(result: dict[str, Any], configs: list[str]) -> None:
