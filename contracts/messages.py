@@ -22,6 +22,9 @@ MAX_SPEAKERS = 64
 
 SpeakerCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_SPEAKERS)]
 LanguageCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}$")]
+#: Longest `delete_after` accepted: ten years.
+MAX_RETENTION_S = 10 * 365 * 86400
+RetentionSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_RETENTION_S)]
 
 
 class ContractError(ValueError):
@@ -62,6 +65,9 @@ class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     max_speakers: SpeakerCount | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Seconds after the job ends at which its rows and files are deleted; None: the
+    #: service's RETENTION_DAYS.
+    delete_after: RetentionSeconds | None = None
 
     def __post_init__(self) -> None:
         self.speaker_hints  # noqa: B018 - validates the hints together

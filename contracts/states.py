@@ -43,6 +43,8 @@ class StageState(enum.StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     DEAD = "dead"
+    #: Stopped, or never run, because the job was cancelled.
+    CANCELLED = "cancelled"
 
 
 #: Stage states after which a stage's output exists (or is knowingly absent).
@@ -51,7 +53,13 @@ DONE_STATES = frozenset({StageState.SUCCEEDED, StageState.SKIPPED})
 WAITING_STATES = frozenset({StageState.PENDING, StageState.QUEUED})
 #: Stage states a stage does not leave by itself: it is over, one way or another.
 FINISHED_STATES = frozenset(
-    {StageState.SUCCEEDED, StageState.SKIPPED, StageState.FAILED, StageState.DEAD}
+    {
+        StageState.SUCCEEDED,
+        StageState.SKIPPED,
+        StageState.FAILED,
+        StageState.DEAD,
+        StageState.CANCELLED,
+    }
 )
 
 

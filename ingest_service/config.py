@@ -57,11 +57,25 @@ class Settings:
     #: OUTBOX_BATCH_SIZE: rows published per relay pass.
     outbox_batch_size: int = 100
 
+    # What the service keeps, and for how long.
+    #: RETENTION_DAYS: finished jobs (rows and files) are deleted this long after they
+    #: finish, unless a job's own `delete_after` says otherwise; 0 keeps them for ever.
+    retention_days: float = 30.0
+    #: RETENTION_SWEEP_INTERVAL_S: how often each API process runs the retention sweep.
+    retention_sweep_interval_s: float = 600.0
+    #: ORPHAN_GRACE_S: age after which a stored file that no job owns is deleted.
+    orphan_grace_s: float = 3600.0
+
     # Logging.
     #: LOG_LEVEL
     log_level: str = "INFO"
     #: LOG_FORMAT: auto (JSON unless on a TTY), json or console.
     log_format: str = "auto"
+
+    @property
+    def retention_s(self) -> float | None:
+        """Seconds a finished job is kept by default; None: for ever."""
+        return self.retention_days * 86400 if self.retention_days > 0 else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +105,11 @@ class Settings:
             outbox_batch_size=read.integer(
                 "OUTBOX_BATCH_SIZE", defaults.outbox_batch_size, minimum=1
             ),
+            retention_days=read.number("RETENTION_DAYS", defaults.retention_days),
+            retention_sweep_interval_s=read.number(
+                "RETENTION_SWEEP_INTERVAL_S", defaults.retention_sweep_interval_s, positive=True
+            ),
+            orphan_grace_s=read.number("ORPHAN_GRACE_S", defaults.orphan_grace_s),
             log_level=read.text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=read.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -16,7 +16,7 @@ import msgspec
 
 from contracts import JobOptions, JobStatus, JobSubmitted, Stage, StageRequested, StageState
 from contracts.routing import STAGE_QUEUES, SUBMIT_ACTOR, SUBMIT_QUEUE
-from contracts.states import PIPELINE
+from contracts.states import PIPELINE, WAITING_STATES
 from infra.generations import start_generation
 
 
@@ -28,6 +28,30 @@ class NewJob:
     owner: str | None
     audio_format: str
     webhook_secret: str | None
+    #: The client's Idempotency-Key, if it sent one, with the fingerprint of its request.
+    idempotency: IdempotencyClaim | None = None
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """An Idempotency-Key as recorded with the job it created, and the answer it got."""
+
+    key: str
+    fingerprint: str
+    response: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IdempotentJob:
+    """The job an Idempotency-Key created within its lifetime."""
+
+    job_id: uuid.UUID
+    fingerprint: str
+    response: dict[str, Any]
+
+
+#: How long an Idempotency-Key stands for the job it created.
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 _JOB_COLUMNS = (
@@ -76,7 +100,40 @@ async def insert_job(pool: asyncpg.Pool, job: NewJob) -> datetime:
             SUBMIT_ACTOR,
             msgspec.to_builtins(msg),
         )
+        if job.idempotency is not None:
+            # A key whose previous use has lapsed is taken over; a live one raises
+            # UniqueViolationError: a concurrent request with the same key won the race.
+            claimed = await conn.fetchval(
+                "INSERT INTO idempotency_keys (owner, key, job_id, fingerprint, response)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, key) DO UPDATE SET"
+                " job_id = EXCLUDED.job_id, fingerprint = EXCLUDED.fingerprint,"
+                " response = EXCLUDED.response, created_at = now()"
+                " WHERE idempotency_keys.created_at <= now() - $6::interval RETURNING true",
+                job.owner or "",
+                job.idempotency.key,
+                job_id,
+                job.idempotency.fingerprint,
+                job.idempotency.response,
+                IDEMPOTENCY_TTL,
+            )
+            if not claimed:
+                raise asyncpg.UniqueViolationError("idempotency key in use")
     return created_at
+
+
+async def find_idempotent(pool: asyncpg.Pool, owner: str | None, key: str) -> IdempotentJob | None:
+    """The job that `key` created for `owner` within the last 24 hours, if any."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT job_id, fingerprint, response FROM idempotency_keys"
+            " WHERE owner = $1 AND key = $2 AND created_at > now() - $3::interval",
+            owner or "",
+            key,
+            IDEMPOTENCY_TTL,
+        )
+    return (
+        None if row is None else IdempotentJob(row["job_id"], row["fingerprint"], row["response"])
+    )
 
 
 def _visible(owner: str | None, first_param: int) -> str:
@@ -96,7 +153,7 @@ async def fetch_job(
         if job is None:
             return None
         stages = await conn.fetch(
-            "SELECT stage, state, attempts, error, started_at, finished_at"
+            "SELECT stage, state, attempts, error, started_at, finished_at, progress"
             " FROM job_stages WHERE job_id = $1 ORDER BY position",
             job_id,
         )
@@ -171,6 +228,68 @@ async def request_rediarization(
             ),
         )
     return None
+
+
+async def cancel_job(pool: asyncpg.Pool, job_id: uuid.UUID) -> str | None:
+    """Cancel a queued or processing job; None when done, else why it cannot be.
+
+    Stages that have not run are cancelled; a running one is marked cancelled at once
+    but keeps `finished_at` empty until its worker notices and lets go. Notify is queued
+    (its message goes through the outbox) to tell the client, once, by webhook and event.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT j.status, j.generation, s.state AS notify FROM jobs j"
+            " JOIN job_stages s ON s.job_id = j.id AND s.stage = $2"
+            " WHERE j.id = $1 FOR UPDATE OF j",
+            job_id,
+            Stage.NOTIFY.value,
+        )
+        if row is None:
+            return "the job no longer exists"
+        if JobStatus(row["status"]).terminal:
+            return f"the job is {row['status']} already"
+        if row["notify"] not in {s.value for s in WAITING_STATES}:
+            return "the job is finishing: its end is being notified"
+        await conn.execute(
+            "UPDATE jobs SET status = 'cancelled', error = 'cancelled by the client',"
+            " finished_at = now(), updated_at = now() WHERE id = $1",
+            job_id,
+        )
+        await conn.execute(
+            "UPDATE job_stages SET state = CASE WHEN stage = $2 THEN 'queued' ELSE 'cancelled'"
+            " END, finished_at = CASE WHEN state = 'running' THEN NULL ELSE now() END"
+            " WHERE job_id = $1 AND state IN ('pending', 'queued', 'running')",
+            job_id,
+            Stage.NOTIFY.value,
+        )
+        await conn.execute(
+            "INSERT INTO outbox (message_id, job_id, queue, actor, payload)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            uuid.uuid4(),
+            job_id,
+            STAGE_QUEUES[Stage.NOTIFY],
+            Stage.NOTIFY.value,
+            msgspec.to_builtins(
+                StageRequested(
+                    job_id=str(job_id), stage=Stage.NOTIFY.value, generation=row["generation"]
+                )
+            ),
+        )
+    return None
+
+
+async def delete_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> str | None:
+    """Delete the job and every row of it (in the caller's transaction), leaving a
+    tombstone; its upload's storage path, or None when there was no such job."""
+    storage_path: str | None = await conn.fetchval(
+        "DELETE FROM jobs WHERE id = $1 RETURNING storage_path", job_id
+    )
+    if storage_path is not None:
+        await conn.execute(
+            "INSERT INTO deleted_jobs (id) VALUES ($1) ON CONFLICT DO NOTHING", job_id
+        )
+    return storage_path
 
 
 async def fetch_deliveries(

@@ -1,9 +1,10 @@
 """What the handlers are given, as Litestar dependencies read from the app's state.
 
-`create_app` puts the settings and API keys on the state; the lifespan adds the pool and
-the outbox relay once they exist. Handlers name what they need (`settings`, `pool`,
-`relay`, `jobs`; `auth.provide_owner` takes `api_keys`) with the aliases below and get
-it typed, instead of reaching into `app.state`.
+`create_app` puts the settings and API keys on the state; the lifespan adds the pool, the
+outbox relay and the job-changes listener once they exist. Handlers name what they need
+(`settings`, `pool`, `relay`, `jobs`, `job_changes`; `auth.provide_owner` takes
+`api_keys`) with the aliases below and get it typed, instead of reaching into
+`app.state`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from litestar.params import SkipValidation
 
 from ingest_service.auth import ApiKeys
 from ingest_service.config import Settings
+from ingest_service.job_changes import JobChanges
 from ingest_service.jobs_service import JobsService
 from ingest_service.relay import OutboxRelay
 
@@ -25,6 +27,7 @@ SettingsDep = NamedDependency[SkipValidation[Settings]]
 PoolDep = NamedDependency[SkipValidation[asyncpg.Pool]]
 RelayDep = NamedDependency[SkipValidation[OutboxRelay]]
 JobsDep = NamedDependency[SkipValidation[JobsService]]
+JobChangesDep = NamedDependency[SkipValidation[JobChanges]]
 
 
 def app_state(settings: Settings) -> State:
@@ -52,8 +55,13 @@ def provide_relay(state: State) -> OutboxRelay:
     return relay
 
 
-def provide_jobs(pool: PoolDep) -> JobsService:
-    return JobsService(pool)
+def provide_jobs(pool: PoolDep, settings: SettingsDep) -> JobsService:
+    return JobsService(pool, settings.storage_dir)
+
+
+def provide_job_changes(state: State) -> JobChanges:
+    changes: JobChanges = state.job_changes
+    return changes
 
 
 #: App-wide dependencies. All are cheap, non-blocking look-ups: no thread needed.
@@ -63,4 +71,5 @@ DEPENDENCIES = {
     "pool": Provide(provide_pool, sync_to_thread=False),
     "relay": Provide(provide_relay, sync_to_thread=False),
     "jobs": Provide(provide_jobs, sync_to_thread=False),
+    "job_changes": Provide(provide_job_changes, sync_to_thread=False),
 }

@@ -7,31 +7,50 @@ read or write of a job goes through the `JobsService` they are given.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
 import structlog
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import InternalServerException
 from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from contracts import JobStatus, JobSubmitted, ResultDocument
-from contracts.routing import JOBS_PATH
-from ingest_service import metrics
+from contracts.routing import JOBS_PATH, job_path
+from ingest_service import idempotency, metrics
 from ingest_service.auth import OwnerDep, provide_owner
-from ingest_service.database import NewJob
-from ingest_service.dependencies import JobsDep, RelayDep, SettingsDep
+from ingest_service.config import Settings
+from ingest_service.database import IdempotencyClaim, IdempotentJob, NewJob
+from ingest_service.dependencies import JobChangesDep, JobsDep, RelayDep, SettingsDep
 from ingest_service.intake import check_content_type, receive_multipart, receive_raw
+from ingest_service.jobs_service import JobsService
 from ingest_service.options import check_webhook_destination, parse_options
 from ingest_service.problems import IngestError, InvalidRequest, ResultNotReady, as_problem
 from ingest_service.renderers import RENDERERS
 from ingest_service.storage import UploadWriter
 from ingest_service.text import clean_name
-from ingest_service.views import DeliveryView, JobAccepted, JobPage, JobView, links_for
+from ingest_service.views import (
+    DeliveryView,
+    JobAccepted,
+    JobPage,
+    JobUpdate,
+    JobView,
+    links_for,
+)
 
 log = structlog.get_logger("ingest.jobs")
+
+#: Seconds of silence after which an event stream sends a keep-alive comment.
+HEARTBEAT_S = 15.0
+
+
+class _Replay(Exception):
+    """The upload repeats an Idempotency-Key: answer with the job it created."""
 
 
 class JobsController(Controller):
@@ -58,41 +77,15 @@ class JobsController(Controller):
         jobs: JobsDep,
         relay: RelayDep,
     ) -> Response[JobAccepted]:
+        key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
         job_id = str(uuid.uuid4())
         structlog.contextvars.bind_contextvars(job_id=job_id)
         writer = UploadWriter(
             settings.storage_dir, job_id, settings.max_upload_bytes, fsync=settings.fsync_uploads
         )
         try:
-            kind, boundary = check_content_type(request.headers.get("content-type", ""))
-            if kind == "multipart":
-                assert boundary is not None
-                received = await receive_multipart(request, writer, boundary)
-            else:
-                received = await receive_raw(request, writer)
-            validated = parse_options(received.fields)
-            if validated.options.webhook_url:
-                await check_webhook_destination(
-                    validated.options.webhook_url, settings.webhook_allowed_networks
-                )
-            stored = await writer.finish()
-            message = JobSubmitted(
-                job_id=job_id,
-                storage_path=stored.relative_path,
-                original_filename=clean_name(received.filename, "upload"),
-                size_bytes=stored.size_bytes,
-                sha256=stored.sha256,
-                content_type=clean_name(received.content_type, "application/octet-stream"),
-                submitted_at=datetime.now(UTC),
-                options=validated.options,
-            )
-            created_at = await jobs.record(
-                NewJob(
-                    message=message,
-                    owner=owner,
-                    audio_format=stored.audio_format.value,
-                    webhook_secret=validated.webhook_secret,
-                )
+            outcome = await _accept(
+                request, writer, job_id=job_id, key=key, owner=owner, settings=settings, jobs=jobs
             )
         except IngestError as exc:
             writer.discard()
@@ -117,22 +110,21 @@ class JobsController(Controller):
         finally:
             metrics.UPLOAD_BYTES.inc(writer.size)
 
+        if isinstance(outcome, IdempotentJob):
+            metrics.UPLOADS.labels("replayed").inc()
+            log.info("idempotent submit replayed", job_id=str(outcome.job_id))
+            return Response(
+                msgspec.convert(outcome.response, JobAccepted),
+                status_code=202,
+                headers={
+                    "Location": job_path(str(outcome.job_id)),
+                    idempotency.REPLAYED_HEADER: "true",
+                },
+            )
         relay.wake()
         metrics.UPLOADS.labels("accepted").inc()
-        log.info("upload accepted", size_bytes=stored.size_bytes, format=stored.audio_format)
-        accepted = JobAccepted(
-            id=job_id,
-            status=JobStatus.QUEUED.value,
-            created_at=created_at,
-            filename=message.original_filename,
-            size_bytes=stored.size_bytes,
-            sha256=stored.sha256,
-            audio_format=stored.audio_format.value,
-            options=validated.options,
-            links=links_for(job_id),
-            webhook_secret=validated.webhook_secret if validated.secret_generated else None,
-        )
-        return Response(accepted, status_code=202, headers={"Location": accepted.links.self})
+        log.info("upload accepted", size_bytes=outcome.size_bytes, format=outcome.audio_format)
+        return Response(outcome, status_code=202, headers={"Location": outcome.links.self})
 
     @get("/", summary="List jobs, newest first")
     async def list_jobs(
@@ -202,3 +194,146 @@ class JobsController(Controller):
         view = await jobs.rediarize(job_id, owner, await request.body())
         relay.wake()
         return Response(view, status_code=202, headers={"Location": view.links.self})
+
+    @post(
+        "/{job_id:str}/cancel",
+        status_code=202,
+        summary="Cancel a queued or processing job",
+        description=(
+            "A queued job never starts; a running one stops at its worker's next progress"
+            " check (seconds). The job ends as cancelled and its webhook and job.cancelled"
+            " event say so once. 409 once the job has ended."
+        ),
+    )
+    async def cancel_job(
+        self, owner: OwnerDep, jobs: JobsDep, relay: RelayDep, job_id: FromPath[str]
+    ) -> Response[JobView]:
+        view = await jobs.cancel(job_id, owner)
+        relay.wake()
+        log.info("job cancelled by the client")
+        return Response(view, status_code=202, headers={"Location": view.links.self})
+
+    @delete(
+        "/{job_id:str}",
+        status_code=204,
+        summary="Delete a job: its upload, work files, result and every row",
+        description="A running job stops first. Afterwards the job is a 404.",
+    )
+    async def delete_job(self, owner: OwnerDep, jobs: JobsDep, job_id: FromPath[str]) -> None:
+        await jobs.delete(job_id, owner)
+        log.info("job deleted by the client")
+
+    @get(
+        "/{job_id:str}/events",
+        summary="Follow a job: server-sent events until it ends",
+        description=(
+            "text/event-stream. Events `stage` (the current stage or the status changed),"
+            " `progress` (the progress moved) and `end` (the job ended, or was deleted),"
+            " each with data {job_id, status, stage, progress, error}; the stream closes"
+            " after `end`. A comment line keeps a quiet stream alive."
+        ),
+    )
+    async def job_events(
+        self, owner: OwnerDep, jobs: JobsDep, job_changes: JobChangesDep, job_id: FromPath[str]
+    ) -> ServerSentEvent:
+        updates = await jobs.follow(job_id, owner, job_changes, HEARTBEAT_S)
+        return ServerSentEvent(_event_stream(updates), headers={"Cache-Control": "no-store"})
+
+
+async def _event_stream(
+    updates: AsyncIterator[JobUpdate | None],
+) -> AsyncIterator[ServerSentEventMessage]:
+    metrics.EVENT_STREAMS.inc()
+    try:
+        last: JobUpdate | None = None
+        async for update in updates:
+            if update is None:
+                yield ServerSentEventMessage(comment="keep-alive")
+                continue
+            if update.ended:
+                name = "end"
+            elif last is None or (update.stage, update.status) != (last.stage, last.status):
+                name = "stage"
+            else:
+                name = "progress"
+            last = update
+            yield ServerSentEventMessage(data=msgspec.json.encode(update).decode(), event=name)
+    finally:
+        metrics.EVENT_STREAMS.dec()
+
+
+async def _accept(
+    request: Request[Any, Any, Any],
+    writer: UploadWriter,
+    *,
+    job_id: str,
+    key: str | None,
+    owner: str | None,
+    settings: Settings,
+    jobs: JobsService,
+) -> JobAccepted | IdempotentJob:
+    """Receive, validate, store and record one upload: the 202 answer, or the job that
+    its Idempotency-Key created before (the bytes just received are then discarded)."""
+    kind, boundary = check_content_type(request.headers.get("content-type", ""))
+    if kind == "multipart":
+        assert boundary is not None
+        received = await receive_multipart(request, writer, boundary)
+    else:
+        received = await receive_raw(request, writer)
+    validated = parse_options(received.fields)
+    claim = None if key is None else idempotency.fingerprint(validated)
+    if key is not None and claim is not None:
+        earlier = await jobs.find_idempotent(owner, key)
+        if earlier is not None:
+            writer.discard()
+            idempotency.check_replay(earlier, claim, key)
+            return earlier
+    if validated.options.webhook_url:
+        await check_webhook_destination(
+            validated.options.webhook_url, settings.webhook_allowed_networks
+        )
+    stored = await writer.finish()
+    message = JobSubmitted(
+        job_id=job_id,
+        storage_path=stored.relative_path,
+        original_filename=clean_name(received.filename, "upload"),
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        content_type=clean_name(received.content_type, "application/octet-stream"),
+        submitted_at=datetime.now(UTC),
+        options=validated.options,
+    )
+    accepted = JobAccepted(
+        id=job_id,
+        status=JobStatus.QUEUED.value,
+        created_at=message.submitted_at,
+        filename=message.original_filename,
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        audio_format=stored.audio_format.value,
+        options=validated.options,
+        links=links_for(job_id),
+        webhook_secret=validated.webhook_secret if validated.secret_generated else None,
+    )
+    new_job = NewJob(
+        message=message,
+        owner=owner,
+        audio_format=stored.audio_format.value,
+        webhook_secret=validated.webhook_secret,
+        idempotency=None
+        if key is None or claim is None
+        else IdempotencyClaim(key, claim, msgspec.to_builtins(accepted)),
+    )
+    try:
+        await jobs.record(new_job)
+    except asyncpg.UniqueViolationError:
+        if key is None or claim is None:
+            raise
+        # A concurrent request with the same Idempotency-Key committed first.
+        earlier = await jobs.find_idempotent(owner, key)
+        if earlier is None:
+            raise
+        writer.discard()
+        idempotency.check_replay(earlier, claim, key)
+        return earlier
+    return accepted

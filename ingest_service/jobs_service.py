@@ -8,20 +8,36 @@ classified by `ingest_service.problems.as_problem` (503 while Postgres is unreac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 import msgspec
 import structlog
 
 from contracts import JobOptions, JobStatus
-from ingest_service import database
+from ingest_service import database, metrics
 from ingest_service.database import NewJob
+from ingest_service.job_changes import JobChanges
 from ingest_service.options import speaker_hints
 from ingest_service.paging import decode_cursor, encode_cursor
-from ingest_service.problems import InvalidRequest, JobNotFound, ResultNotReady
-from ingest_service.views import DeliveryView, JobPage, JobView, delivery_views, job_view
+from ingest_service.problems import CannotCancel, InvalidRequest, JobNotFound, ResultNotReady
+from ingest_service.storage import remove_job_files
+from ingest_service.views import (
+    DeliveryView,
+    JobPage,
+    JobUpdate,
+    JobView,
+    delivery_views,
+    job_view,
+)
+
+#: A stream reads its job again at least this often, notification or not.
+STREAM_RECHECK_S = 5.0
 
 _Found = tuple[asyncpg.Record, list[asyncpg.Record]]
 
@@ -36,12 +52,17 @@ def parse_job_id(raw: str) -> uuid.UUID:
 class JobsService:
     """Jobs, their results and their deliveries, for one caller (`owner`) at a time."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, storage_dir: Path) -> None:
         self._pool = pool
+        self._storage_dir = storage_dir
 
     async def record(self, job: NewJob) -> datetime:
         """Record an accepted upload (job, stages, outbox row)."""
         return await database.insert_job(self._pool, job)
+
+    async def find_idempotent(self, owner: str | None, key: str) -> database.IdempotentJob | None:
+        """The job an Idempotency-Key of `owner` created within its lifetime."""
+        return await database.find_idempotent(self._pool, owner, key)
 
     async def find(self, job_id: str, owner: str | None) -> _Found:
         """The job and its stages, or a 404 when it does not exist or belongs to another key."""
@@ -97,3 +118,62 @@ class JobsService:
         if refused is not None:
             raise ResultNotReady(refused, job_status=job["status"])
         return job_view(*await self.find(job_id, owner))
+
+    async def cancel(self, job_id: str, owner: str | None) -> JobView:
+        """Cancel a queued or processing job; 409 once it has ended (or is ending)."""
+        job, _ = await self.find(job_id, owner)
+        refused = await database.cancel_job(self._pool, job["id"])
+        if refused is not None:
+            raise CannotCancel(
+                f"job {job_id} cannot be cancelled: {refused}", job_status=job["status"]
+            )
+        metrics.JOBS_STEERED.labels("cancelled").inc()
+        return await self.view(job_id, owner)
+
+    async def delete(self, job_id: str, owner: str | None) -> None:
+        """Delete the job: its rows at once (a running job's worker stops when it sees it
+        gone), then its files. Files a crash leaves behind go with the retention sweep."""
+        job, _ = await self.find(job_id, owner)
+        async with self._pool.acquire() as conn, conn.transaction():
+            storage_path = await database.delete_job(conn, job["id"])
+        if storage_path is None:
+            raise JobNotFound(f"no job {job_id}")
+        await asyncio.to_thread(remove_job_files, self._storage_dir, job_id, storage_path)
+        metrics.JOBS_STEERED.labels("deleted").inc()
+
+    async def follow(
+        self, job_id: str, owner: str | None, changes: JobChanges, heartbeat_s: float
+    ) -> AsyncIterator[JobUpdate | None]:
+        """The job's state now and after every change, until it ends; None when nothing
+        changed for `heartbeat_s` (a keep-alive). Raises 404 before the first item."""
+        await self.find(job_id, owner)
+        return self._updates(job_id, owner, changes, heartbeat_s)
+
+    async def _updates(
+        self, job_id: str, owner: str | None, changes: JobChanges, heartbeat_s: float
+    ) -> AsyncIterator[JobUpdate | None]:
+        with changes.subscribe(job_id) as changed:
+            last: JobUpdate | None = None
+            quiet_s = 0.0
+            while True:
+                changed.clear()
+                try:
+                    view = await self.view(job_id, owner)
+                except JobNotFound:
+                    yield JobUpdate.deleted(job_id)
+                    return
+                update = JobUpdate.of(view)
+                if update != last:
+                    quiet_s = 0.0
+                    yield update
+                    last = update
+                elif quiet_s >= heartbeat_s:
+                    quiet_s = 0.0
+                    yield None
+                if update.ended:
+                    return
+                wait_s = min(STREAM_RECHECK_S, heartbeat_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), wait_s)
+                    continue
+                quiet_s += wait_s

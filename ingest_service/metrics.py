@@ -29,3 +29,15 @@ OUTBOX_PUBLISH_LATENCY = Histogram(
     "Time from a job's outbox row being written to RabbitMQ confirming its message.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
+RETENTION_DELETED = Counter(
+    "ingest_retention_deleted_total",
+    "What the retention sweep deleted: expired jobs, and orphan files no job owns.",
+    ["what"],
+)
+RETENTION_ERRORS = Counter(
+    "ingest_retention_errors_total", "Retention sweep passes that failed (retried next pass)."
+)
+JOBS_STEERED = Counter(
+    "ingest_jobs_steered_total", "Jobs cancelled or deleted by their clients.", ["action"]
+)
+EVENT_STREAMS = Gauge("ingest_event_streams", "Server-sent event streams open on this process.")

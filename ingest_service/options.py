@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ OPTION_FIELDS = frozenset(
         "webhook_url",
         "webhook_secret",
         "metadata",
+        "delete_after",
     }
 )
 _INT_FIELDS = ("num_speakers", "min_speakers", "max_speakers")
@@ -90,6 +92,16 @@ def _speaker_counts(fields: Mapping[str, str]) -> dict[str, int]:
     return counts
 
 
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise InvalidOptions(f"{name} must be a number of seconds, got {value!r}", field=name)
+    return seconds
+
+
 def _metadata(raw: str) -> dict[str, Any]:
     if len(raw.encode()) > MAX_METADATA_BYTES:
         raise InvalidOptions(
@@ -122,6 +134,8 @@ def parse_options(fields: Mapping[str, str]) -> ValidatedOptions:
         raw["language"] = language
     if metadata := fields.get("metadata", "").strip():
         raw["metadata"] = _metadata(metadata)
+    if delete_after := fields.get("delete_after", "").strip():
+        raw["delete_after"] = _seconds("delete_after", delete_after)
     webhook_url = fields.get("webhook_url", "").strip()
     if webhook_url:
         _check_webhook_url(webhook_url)

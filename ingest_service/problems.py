@@ -70,6 +70,14 @@ class ResultNotReady(IngestError):
     status, title, slug = 409, "Result not ready", "result-not-ready"
 
 
+class CannotCancel(IngestError):
+    status, title, slug = 409, "Job cannot be cancelled", "cannot-cancel"
+
+
+class IdempotencyConflict(IngestError):
+    status, title, slug = 422, "Idempotency-Key reused", "idempotency-key-reused"
+
+
 class UploadTooLarge(IngestError):
     status, title, slug = 413, "Upload too large", "upload-too-large"
 

@@ -13,16 +13,15 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from contracts.layout import UPLOADS_DIR, work_dir
 from ingest_service.problems import EmptyUpload, UnsupportedAudio, UploadTooLarge
 from ingest_service.sniffing import ACCEPTED_FORMATS, SNIFF_BYTES, AudioFormat, sniff_audio
 from ingest_service.structure import check_structure
-
-#: Uploads live under this directory of the storage root.
-UPLOADS_DIR = "uploads"
 
 
 @dataclass(frozen=True)
@@ -117,3 +116,21 @@ class UploadWriter:
         for path in (self._part_path, self._final_path):
             if path is not None:
                 path.unlink(missing_ok=True)
+
+
+def remove_job_files(storage_dir: Path, job_id: str, storage_path: str | None) -> int:
+    """Remove a job's upload and work files; how many files went. Blocking: run it in a
+    thread. Missing files are fine (a worker or another sweep removed them first)."""
+    removed = 0
+    targets = [storage_dir / UPLOADS_DIR / f".{job_id}.part"]
+    if storage_path:
+        targets.append(storage_dir / storage_path)
+    for path in targets:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    work = storage_dir / work_dir(job_id)
+    if work.is_dir():
+        removed += sum(1 for p in work.rglob("*") if p.is_file())
+        shutil.rmtree(work, ignore_errors=True)
+    return removed

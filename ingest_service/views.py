@@ -7,9 +7,19 @@ from typing import Any
 
 import msgspec
 
-from contracts import AudioFacts, JobOptions
+from contracts import AudioFacts, JobOptions, JobStatus, Stage
 from contracts.routing import job_path, result_path
-from contracts.states import FINISHED_STATES
+from contracts.states import FINISHED_STATES, PIPELINE, StageState
+
+#: Each stage's share of a job's progress: roughly its share of the work on a typical
+#: recording (transcription dominates, then diarization).
+STAGE_WEIGHTS: dict[Stage, float] = {
+    Stage.SPLIT: 0.05,
+    Stage.TRANSCRIBE: 0.6,
+    Stage.DIARIZE: 0.25,
+    Stage.ANALYZE: 0.05,
+    Stage.NOTIFY: 0.05,
+}
 
 
 class Links(msgspec.Struct, frozen=True):
@@ -24,6 +34,8 @@ class StageView(msgspec.Struct, frozen=True):
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    #: How far the stage is, 0..1, as its worker last said (1 once it is over).
+    progress: float = 0.0
 
 
 class DeadLetterView(msgspec.Struct, frozen=True):
@@ -55,8 +67,11 @@ class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     links: Links
     #: What the split stage found; absent until it has run.
     audio: AudioFacts | None = None
-    #: Fraction of stages finished (succeeded, skipped or failed), 0..1.
+    #: How far the job is, 0..1: its stages weighted by `STAGE_WEIGHTS`, moving during
+    #: transcription (audio decoded) and diarization.
     progress: float | None = None
+    #: The stage running now (else the next one waiting); absent once the job has ended.
+    stage: str | None = None
     stages: list[StageView] | None = None
     dead_letters: list[DeadLetterView] | None = None
 
@@ -83,6 +98,28 @@ class JobPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class JobUpdate(msgspec.Struct, frozen=True):
+    """What an event stream says about a job: where it is now."""
+
+    job_id: str
+    status: str
+    stage: str | None
+    progress: float | None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, view: JobView) -> JobUpdate:
+        return cls(view.id, view.status, view.stage, view.progress, view.error)
+
+    @classmethod
+    def deleted(cls, job_id: str) -> JobUpdate:
+        return cls(job_id, "deleted", None, None, "the job was deleted")
+
+    @property
+    def ended(self) -> bool:
+        return self.status == "deleted" or JobStatus(self.status).terminal
+
+
 def links_for(job_id: str) -> Links:
     return Links(self=job_path(job_id), result=result_path(job_id))
 
@@ -100,6 +137,7 @@ def job_view(
     job_id = str(job["id"])
     stage_views = None
     progress = None
+    current = None
     if stages is not None:
         stage_views = [
             StageView(
@@ -109,11 +147,11 @@ def job_view(
                 error=s["error"],
                 started_at=s["started_at"],
                 finished_at=s["finished_at"],
+                progress=1.0 if s["state"] in FINISHED_STATES else round(s["progress"], 3),
             )
             for s in stages
         ]
-        done = sum(1 for s in stage_views if s.state in FINISHED_STATES)
-        progress = round(done / len(stage_views), 3) if stage_views else 0.0
+        progress, current = job_progress(JobStatus(job["status"]), stage_views)
     return JobView(
         id=job_id,
         status=job["status"],
@@ -132,6 +170,7 @@ def job_view(
         links=links_for(job_id),
         audio=_audio_facts(job["audio"]),
         progress=progress,
+        stage=current,
         stages=stage_views,
         dead_letters=None
         if dead_letters is None
@@ -147,6 +186,24 @@ def job_view(
             for d in dead_letters
         ],
     )
+
+
+def job_progress(status: JobStatus, stages: list[StageView]) -> tuple[float, str | None]:
+    """The job's weighted progress, and its current stage (None once it has ended)."""
+    if status is JobStatus.COMPLETED:
+        return 1.0, None
+    by_name = {s.name: s for s in stages}
+    done = sum(
+        STAGE_WEIGHTS[stage] * by_name[stage.value].progress
+        for stage in PIPELINE
+        if stage.value in by_name
+    )
+    current = None
+    if not status.terminal:
+        running = [s.name for s in stages if s.state == StageState.RUNNING]
+        waiting = [s.name for s in stages if s.state in {StageState.QUEUED, StageState.PENDING}]
+        current = next(iter(running + waiting), None)
+    return round(min(done, 1.0), 3), current
 
 
 class AttemptView(msgspec.Struct, frozen=True):

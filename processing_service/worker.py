@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import structlog
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import Retries
 from dramatiq.middleware.prometheus import Prometheus
@@ -33,9 +34,10 @@ from processing_service.analyze import stage as analyze_stage
 from processing_service.diarize import stage as diarize_stage
 from processing_service.diarize.diarizer import PyannoteDiarize
 from processing_service.notify import stage as notify_stage
+from processing_service.runtime import metrics
 from processing_service.runtime.config import Settings, get_settings
 from processing_service.runtime.context import StageContext
-from processing_service.runtime.errors import InvalidMessage, PermanentError
+from processing_service.runtime.errors import InvalidMessage, JobCancelled, PermanentError
 from processing_service.runtime.middleware import (
     JobContext,
     StageEvents,
@@ -47,6 +49,8 @@ from processing_service.transcribe import stage as transcribe_stage
 from processing_service.transcribe.whisper import Transcriber, WhisperTranscriber
 
 __all__ = ["Models", "create_broker", "setup"]
+
+log = structlog.get_logger("processing.worker")
 
 Handler = Callable[[StageContext, Any], None]
 
@@ -95,12 +99,27 @@ def _decode(payload: Any, expected: type[Message]) -> Message:
 
 
 def _actor(
-    resources: WorkerResources, expected: type[Message], handler: Handler
+    resources: WorkerResources, stage: Stage, expected: type[Message], handler: Handler
 ) -> Callable[[dict[str, Any]], None]:
     def run(payload: dict[str, Any]) -> None:
-        handler(resources.context, _decode(payload, expected))
+        message = _decode(payload, expected)
+        try:
+            handler(resources.context, message)
+        except JobCancelled:
+            _let_go(resources.context, stage, message)
 
     return run
+
+
+def _let_go(ctx: StageContext, stage: Stage, message: Message) -> None:
+    """The job was cancelled or deleted mid-stage: stamp the stop, drop the work files.
+
+    The message is acknowledged: nothing is left to do for it.
+    """
+    ctx.jobs.settle_cancelled(message.job_id, stage)
+    ctx.drop_work(message.job_id)
+    metrics.CANCELLED_STOPS.labels(stage.value).inc()
+    log.info("stage stopped: the job was cancelled or deleted")
 
 
 def create_broker(
@@ -133,7 +152,7 @@ def create_broker(
             time_limit=policy.time_limit_ms,
             throws=(PermanentError,),
         )
-        declare(_actor(resources, expected, handler))
+        declare(_actor(resources, stage, expected, handler))
     return broker
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import warnings
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ CLUSTERING = {"method": "complete", "min_cluster_size": 4, "threshold": 0.4}
 #: Measured on bench-diarize's 10 min 4-voice conversation cut into 2 and 5 min blocks:
 #: one voice's centroids lie 0.003-0.096 apart, two voices' 0.29 or more.
 DEFAULT_LINK_THRESHOLD = 0.25
+
+#: Called with the fraction of a diarization done; raising stops it.
+Watch = Callable[[float], None]
 
 
 def _offline_pipeline(
@@ -114,11 +118,14 @@ class Diarizer:
         min_speakers: int | None = None,
         max_speakers: int | None = None,
         exclusive: bool = False,
+        watch: Watch | None = None,
     ) -> list[SpeakerTurn]:
         """Speaker turns of a 16-bit PCM WAV (our normalized audio is 16 kHz mono).
 
         Hints follow pyannote: ``num_speakers`` overrides the bounds. ``exclusive``
-        returns pyannote's exclusive diarization (no overlapping turns).
+        returns pyannote's exclusive diarization (no overlapping turns). ``watch`` is
+        called with the fraction done after each batch of segmentation or embedding;
+        an exception it raises stops the diarization.
         """
         from processing_service.diarize.blocks import (  # noqa: PLC0415 - needs numpy
             BlockSpeaker,
@@ -137,7 +144,7 @@ class Diarizer:
             if len(blocks) == 1:
                 turns, _ = self._run(
                     read_block(wav, *blocks[0]), wav.getframerate(), 0.0, num_speakers,
-                    min_speakers, max_speakers, exclusive,
+                    min_speakers, max_speakers, exclusive, _BlockProgress(watch, 0, 1),
                 )  # fmt: skip
                 return turns
             rate = wav.getframerate()
@@ -146,7 +153,7 @@ class Diarizer:
             for index, (start, stop) in enumerate(blocks):
                 turns, centroids = self._run(
                     read_block(wav, start, stop), rate, start / rate, None, None,
-                    max_speakers, exclusive,
+                    max_speakers, exclusive, _BlockProgress(watch, index, len(blocks)),
                 )  # fmt: skip
                 per_block.append(turns)
                 speech: dict[str, float] = {}
@@ -179,6 +186,7 @@ class Diarizer:
         min_speakers: int | None,
         max_speakers: int | None,
         exclusive: bool,
+        hook: _BlockProgress,
     ) -> tuple[list[SpeakerTurn], dict[str, Any]]:
         """Diarize one in-memory block; turns shifted by ``offset``, and label centroids."""
         import numpy as np  # noqa: PLC0415
@@ -200,6 +208,7 @@ class Diarizer:
                 num_speakers=num_speakers,
                 min_speakers=min_speakers,
                 max_speakers=max_speakers,
+                hook=hook,
             )
         annotation = getattr(output, "speaker_diarization", output)
         if exclusive:
@@ -215,6 +224,40 @@ class Diarizer:
                 if np.all(np.isfinite(vector)) and np.any(vector):
                     centroids[str(label)] = vector
         return turns, centroids
+
+
+class _BlockProgress:
+    """pyannote's progress hook for one block, as a fraction of the whole recording.
+
+    Segmentation counts for the first ``SEGMENTATION_SHARE`` of a block, the embeddings
+    (most of the time) for the rest.
+    """
+
+    SEGMENTATION_SHARE = 0.3
+
+    def __init__(self, watch: Watch | None, index: int, count: int) -> None:
+        self._watch = watch
+        self._index = index
+        self._count = count
+
+    def __call__(
+        self,
+        step_name: str,
+        step_artifact: Any,
+        file: Any = None,
+        total: int | None = None,
+        completed: int | None = None,
+    ) -> None:
+        if self._watch is None or not total or completed is None:
+            return
+        part = min(completed / total, 1.0)
+        if step_name == "segmentation":
+            within = part * self.SEGMENTATION_SHARE
+        elif step_name == "embeddings":
+            within = self.SEGMENTATION_SHARE + part * (1 - self.SEGMENTATION_SHARE)
+        else:
+            return
+        self._watch((self._index + within) / self._count)
 
 
 _diarizers: dict[tuple[Any, ...], Diarizer] = {}
@@ -275,7 +318,9 @@ class PyannoteDiarize:
         self._models = models
         self._settings = diarization
 
-    def __call__(self, wav_path: Path, hints: SpeakerHints) -> list[SpeakerTurn]:
+    def __call__(
+        self, wav_path: Path, hints: SpeakerHints, watch: Watch | None = None
+    ) -> list[SpeakerTurn]:
         d = self._settings
         diarizer = load_diarizer(
             d.pipeline,
@@ -290,4 +335,5 @@ class PyannoteDiarize:
             num_speakers=hints.num_speakers,
             min_speakers=hints.min_speakers,
             max_speakers=hints.max_speakers,
+            watch=watch,
         )

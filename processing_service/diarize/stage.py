@@ -7,6 +7,7 @@ with its transcript and a warning, never a failed job.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +27,11 @@ log = structlog.get_logger("processing.diarize")
 class Diarize(Protocol):
     """The stage's model adapter: speaker turns of a 16 kHz mono WAV."""
 
-    def __call__(self, wav_path: Path, hints: SpeakerHints) -> list[SpeakerTurn]: ...
+    def __call__(
+        self, wav_path: Path, hints: SpeakerHints, watch: Callable[[float], None] | None = None
+    ) -> list[SpeakerTurn]:
+        """Speaker turns; `watch` gets the fraction done as it goes (it may raise to stop)."""
+        ...
 
 
 def run(ctx: StageContext, message: StageRequested, *, diarize: Diarize) -> None:
@@ -39,7 +44,11 @@ def run(ctx: StageContext, message: StageRequested, *, diarize: Diarize) -> None
     if job.stages[Stage.DIARIZE] not in DONE_STATES:
         ctx.begin(job.id, Stage.DIARIZE)
         started = time.perf_counter()
-        found = diarize(ctx.path(normalized_audio(job.id)), job.options.speaker_hints)
+        found = diarize(
+            ctx.path(normalized_audio(job.id)),
+            job.options.speaker_hints,
+            watch=ctx.watch(job.id, Stage.DIARIZE),
+        )
         seconds = time.perf_counter() - started
         metrics.observe_audio(Stage.DIARIZE, duration_s, seconds)
         attributed = attribute(store.transcript(ctx.db, job.id), found)

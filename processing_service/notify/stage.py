@@ -19,7 +19,7 @@ from processing_service.notify import webhook
 from processing_service.notify.store import DeliveryStore, Notification
 from processing_service.runtime import metrics
 from processing_service.runtime.context import StageContext
-from processing_service.runtime.errors import InvalidMessage, WebhookRetry
+from processing_service.runtime.errors import WebhookRetry
 
 log = structlog.get_logger("processing.notify")
 
@@ -56,13 +56,16 @@ def webhook_body(facts: Notification, delivery_id: str) -> bytes:
 def run(ctx: StageContext, message: StageRequested) -> None:
     """Settle the job, publish its event, deliver its webhook (runs for failed jobs too)."""
     job_id = message.job_id
-    job = ctx.jobs.load_job(job_id)
+    job = ctx.load(job_id)
     if job is None:
-        raise InvalidMessage(f"job {job_id} does not exist")
+        return
     if ctx.stale(job, message.generation) or job.stages[Stage.NOTIFY] in FINISHED_STATES:
         return
     ctx.begin(job_id, Stage.NOTIFY)
     status = ctx.jobs.finalize(job_id)
+    if status is JobStatus.CANCELLED:
+        # Chunks waiting in a queue when the cancel came: nothing will read them now.
+        ctx.drop_work(job_id)
     deliveries = DeliveryStore(ctx.db)
     facts = deliveries.notification(job_id)
     if job.stages[Stage.NOTIFY] in WAITING_STATES:

@@ -267,6 +267,9 @@ class Settings:
     #: WEBHOOK_ALLOWED_NETWORKS: networks webhooks may reach although the SSRF guard
     #: refuses them by default.
     webhook_allowed_networks: tuple[IPNetwork, ...] = ()
+    #: PROGRESS_INTERVAL_S: how often a running stage reports progress and looks for a
+    #: cancel (a cancelled job's worker lets go within this plus one whisper window).
+    progress_interval_s: float = 1.0
     chunks: ChunkSettings = ChunkSettings()
     models: ModelSettings = ModelSettings()
     diarization: DiarizationSettings = DiarizationSettings()
@@ -290,6 +293,9 @@ class Settings:
             log_level=env.text("LOG_LEVEL", d.log_level).upper(),
             log_format=env.choice("LOG_FORMAT", d.log_format, LOG_FORMATS),
             webhook_allowed_networks=allowed,
+            progress_interval_s=env.number(
+                "PROGRESS_INTERVAL_S", d.progress_interval_s, positive=True
+            ),
             chunks=ChunkSettings.from_env(env),
             models=ModelSettings.from_env(env),
             diarization=DiarizationSettings.from_env(env),

@@ -7,6 +7,7 @@ message, so the in-process tests drive them with a stub broker.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,22 +15,19 @@ from pathlib import Path
 import structlog
 
 from contracts import Message, Stage, StageRequested
+from contracts.layout import work_dir
 from contracts.states import WAITING_STATES
 from processing_service.runtime.config import Settings
 from processing_service.runtime.database import Database
 from processing_service.runtime.errors import InvalidMessage, StartedTooOften
 from processing_service.runtime.events import EventPublisher
 from processing_service.runtime.jobs import JobRecord, JobStore
+from processing_service.runtime.watch import StageWatch
 
 log = structlog.get_logger("processing.stage")
 
 #: Publishes a message to the actor of a stage (persistent, confirmed).
 Send = Callable[[Stage, Message], None]
-
-
-def work_dir(job_id: str) -> str:
-    """A job's work files, relative to the storage directory."""
-    return f"work/{job_id}"
 
 
 def normalized_audio(job_id: str) -> str:
@@ -46,17 +44,40 @@ class StageContext:
     send: Send
 
     def live_job(self, job_id: str, generation: int | None = None) -> JobRecord | None:
-        """The job, or None (logged) when the message is moot: the job has finished, or
-        the message belongs to an older `generation` of it."""
-        job = self.jobs.load_job(job_id)
+        """The job, or None (logged) when the message is moot: the job has finished or
+        was deleted, or the message belongs to an older `generation` of it."""
+        job = self.load(job_id)
         if job is None:
-            raise InvalidMessage(f"job {job_id} does not exist")
+            return None
         if self.stale(job, generation):
             return None
         if job.status.terminal:
             log.info("job already finished; message ignored", status=job.status.value)
             return None
         return job
+
+    def load(self, job_id: str) -> JobRecord | None:
+        """The job; None (logged) when it was deleted; `InvalidMessage` when it never was."""
+        job = self.jobs.load_job(job_id)
+        if job is None:
+            if not self.jobs.was_deleted(job_id):
+                raise InvalidMessage(f"job {job_id} does not exist")
+            log.info("job deleted; message dropped")
+        return job
+
+    def watch(self, job_id: str, stage: Stage, chunk_index: int | None = None) -> StageWatch:
+        """The progress reporter of a running stage, which also notices a cancel."""
+        return StageWatch(
+            self.db,
+            job_id,
+            stage,
+            chunk_index=chunk_index,
+            interval_s=self.settings.progress_interval_s,
+        )
+
+    def drop_work(self, job_id: str) -> None:
+        """Remove the job's work files (normalized audio, chunks)."""
+        shutil.rmtree(self.path(work_dir(job_id)), ignore_errors=True)
 
     def stale(self, job: JobRecord, generation: int | None) -> bool:
         """True (logged) when a message of `generation` is older than the job's."""

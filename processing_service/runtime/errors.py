@@ -10,6 +10,9 @@
         └── WebhookRetry      retry after the receiver's Retry-After when it gave one
 
 Any other exception (a database or broker outage, a time limit) counts as transient.
+
+    JobCancelled              not an error: the client cancelled or deleted the job; the
+                              stage stops, its message is acknowledged
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ class StartedTooOften(PermanentError):
             f"{stage} was started {attempts} times without finishing; the worker may have"
             " died on it each time (out of memory?)"
         )
+
+
+class JobCancelled(ProcessingError):
+    """The job was cancelled or deleted while a stage worked on it: stop, drop its work.
+
+    Not a failure: the actor catches it, settles the stage and acknowledges the message.
+    """
 
 
 class TransientError(ProcessingError):

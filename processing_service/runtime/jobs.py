@@ -17,6 +17,7 @@ import msgspec
 from contracts import AudioFacts, JobOptions, JobStatus, Stage, StageState
 from contracts.states import DONE_STATES, next_stage
 from processing_service.runtime.database import Database
+from processing_service.runtime.errors import JobCancelled
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,10 @@ async def finish_stage_in(
     conn: asyncpg.Connection, jid: uuid.UUID, stage: Stage, state: StageState, error: str | None
 ) -> None:
     """Settle `stage` and queue the next one, inside the caller's transaction."""
+    # A stage that a cancel stopped stays cancelled, whatever its worker finished.
     await conn.execute(
         "UPDATE job_stages SET state = $3, error = $4, finished_at = now()"
-        " WHERE job_id = $1 AND stage = $2",
+        " WHERE job_id = $1 AND stage = $2 AND state <> 'cancelled'",
         jid,
         stage.value,
         state.value,
@@ -104,6 +106,21 @@ class JobStore:
 
         return self.db.transaction(q)
 
+    def was_deleted(self, job_id: str) -> bool:
+        """True when the job existed and was deleted (by its client or by retention)."""
+        return bool(
+            self.db.fetchval("SELECT true FROM deleted_jobs WHERE id = $1", uuid.UUID(job_id))
+        )
+
+    def settle_cancelled(self, job_id: str, stage: Stage) -> None:
+        """Stamp when the worker of a cancelled stage let go of it."""
+        self.db.execute(
+            "UPDATE job_stages SET finished_at = now() WHERE job_id = $1 AND stage = $2"
+            " AND state = 'cancelled' AND finished_at IS NULL",
+            uuid.UUID(job_id),
+            stage.value,
+        )
+
     def stage_outcome(self, job_id: str, stage: Stage) -> StageOutcome | None:
         row = self.db.fetchrow(
             "SELECT s.state, s.error, j.generation, j.options -> 'metadata' AS metadata"
@@ -123,13 +140,15 @@ class JobStore:
 
         async def q(conn: asyncpg.Connection) -> int:
             jid = uuid.UUID(job_id)
-            attempts: int = await conn.fetchval(
+            attempts: int | None = await conn.fetchval(
                 "UPDATE job_stages SET state = 'running', attempts = attempts + 1,"
                 " started_at = coalesce(started_at, now()) WHERE job_id = $1 AND stage = $2"
-                " RETURNING attempts",
+                " AND state <> 'cancelled' RETURNING attempts",
                 jid,
                 stage.value,
             )
+            if attempts is None:
+                raise JobCancelled(f"job {job_id} was cancelled or deleted")
             await conn.execute(
                 "UPDATE jobs SET status = 'processing', started_at = coalesce(started_at, now()),"
                 " updated_at = now() WHERE id = $1 AND status IN ('queued', 'processing')",

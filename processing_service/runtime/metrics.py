@@ -36,6 +36,11 @@ REAL_TIME_FACTOR = Histogram(
     ["stage"],
     buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5),
 )
+CANCELLED_STOPS = Counter(
+    "pipeline_cancelled_stops_total",
+    "Stage runs stopped part-way because their job was cancelled or deleted.",
+    ["stage"],
+)
 JOBS = Counter(
     "pipeline_jobs_total",
     "Jobs that reached a terminal state: completed, completed_with_warnings, failed.",

@@ -11,9 +11,10 @@ import time
 import structlog
 
 from contracts import AudioFacts, ChunkReady, JobSubmitted, Stage
+from contracts.layout import work_dir
 from contracts.states import DONE_STATES
 from processing_service.runtime import metrics
-from processing_service.runtime.context import StageContext, normalized_audio, work_dir
+from processing_service.runtime.context import StageContext, normalized_audio
 from processing_service.split import ffmpeg
 from processing_service.split.planning import plan_chunks
 from processing_service.split.store import PlannedChunk, complete_split
@@ -73,5 +74,8 @@ def _split(ctx: StageContext, message: JobSubmitted) -> None:
         chunks=len(chunks),
     )
     complete_split(ctx.db, job_id, facts, chunks)
+    # ffmpeg cannot be interrupted half-way: a cancel that came meanwhile is seen here,
+    # and the files just cut are dropped (JobCancelled).
+    ctx.watch(job_id, Stage.SPLIT).check()
     metrics.observe_audio(Stage.SPLIT, duration, time.perf_counter() - started)
     log.info("split done", duration_s=facts.duration_s, chunks=len(chunks), codec=info.codec)

@@ -42,7 +42,12 @@ def run(ctx: StageContext, message: ChunkReady, *, transcriber: Transcriber) -> 
         if ctx.settings.policies[Stage.TRANSCRIBE].started_too_often(attempts):
             raise StartedTooOften(f"transcribe of chunk {chunk.index}", attempts)
         started = time.perf_counter()
-        result = transcriber(ctx.path(chunk.audio_path), job.options.language, chunk.start_s)
+        result = transcriber(
+            ctx.path(chunk.audio_path),
+            job.options.language,
+            chunk.start_s,
+            watch=ctx.watch(job.id, Stage.TRANSCRIBE, chunk.index),
+        )
         seconds = time.perf_counter() - started
         metrics.observe_audio(Stage.TRANSCRIBE, chunk.end_s - chunk.start_s, seconds)
         log.info(

@@ -7,6 +7,8 @@ by the process's threads.
 from __future__ import annotations
 
 import threading
+import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +19,40 @@ from processing_service.transcribe.stitching import ChunkTranscript
 
 _models: dict[str, Any] = {}
 _lock = threading.Lock()
+#: The watch of the transcription running on this thread (see `_WindowProgress`).
+_running = threading.local()
+#: whisper counts progress in mel frames: 100 per second of audio.
+_FRAMES_PER_SECOND = 100
+
+#: Called with the seconds of a file's audio decoded so far; raising stops the decoding.
+Watch = Callable[[float], None]
+
+
+class _WindowProgress:
+    """Stands in for `tqdm.tqdm` inside `whisper.transcribe`, whose progress bar is the one
+    hook openai-whisper gives into its decoding loop: it is updated after every 30 s
+    window. Each update goes to the watch of the thread's running transcription."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._watch: Watch | None = getattr(_running, "watch", None)
+        self._frames = 0
+
+    def __enter__(self) -> _WindowProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, frames: int) -> None:
+        self._frames += frames
+        if self._watch is not None:
+            self._watch(self._frames / _FRAMES_PER_SECOND)
+
+
+def _hook_progress() -> None:
+    import whisper.transcribe  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
+
+    whisper.transcribe.tqdm = types.SimpleNamespace(tqdm=_WindowProgress)
 
 
 class Transcriber(Protocol):
@@ -25,8 +61,14 @@ class Transcriber(Protocol):
     #: The model's name, as the job's warnings mention it.
     name: str
 
-    def __call__(self, path: Path, language: str | None, offset_s: float) -> ChunkTranscript:
-        """The file's transcript; `language` None detects it (multilingual models)."""
+    def __call__(
+        self, path: Path, language: str | None, offset_s: float, *, watch: Watch | None = None
+    ) -> ChunkTranscript:
+        """The file's transcript; `language` None detects it (multilingual models).
+
+        `watch` gets the seconds of the file decoded so far, after each window; an
+        exception it raises stops the transcription.
+        """
         ...
 
 
@@ -59,7 +101,7 @@ def is_multilingual(model: Any) -> bool:
 
 
 def transcribe_file(
-    model: Any, path: Path, language: str | None, offset_s: float
+    model: Any, path: Path, language: str | None, offset_s: float, watch: Watch | None = None
 ) -> ChunkTranscript:
     """Transcribe one audio file; times in the result are shifted by `offset_s`."""
     import whisper  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
@@ -67,13 +109,18 @@ def transcribe_file(
     if not path.exists():  # else the reason would be ffmpeg's whole banner
         raise UploadMissing(f"the chunk {path.name} is not in storage")
     audio = whisper.load_audio(str(path))
-    result = model.transcribe(
-        audio,
-        language=language if is_multilingual(model) else "en",
-        word_timestamps=True,
-        fp16=False,
-        verbose=None,
-    )
+    _hook_progress()
+    _running.watch = watch
+    try:
+        result = model.transcribe(
+            audio,
+            language=language if is_multilingual(model) else "en",
+            word_timestamps=True,
+            fp16=False,
+            verbose=None,
+        )
+    finally:
+        _running.watch = None
     segments = []
     for seg in result["segments"]:
         words = [
@@ -107,5 +154,7 @@ class WhisperTranscriber:
         m = self._models
         return get_model(m.whisper_model, m.cache_dir, m.torch_threads)
 
-    def __call__(self, path: Path, language: str | None, offset_s: float) -> ChunkTranscript:
-        return transcribe_file(self._model(), path, language, offset_s)
+    def __call__(
+        self, path: Path, language: str | None, offset_s: float, *, watch: Watch | None = None
+    ) -> ChunkTranscript:
+        return transcribe_file(self._model(), path, language, offset_s, watch)

@@ -58,7 +58,9 @@ class FakeTranscriber:
     calls: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, path: Path, language: str | None, offset_s: float) -> ChunkTranscript:
+    def __call__(
+        self, path: Path, language: str | None, offset_s: float, *, watch: Any = None
+    ) -> ChunkTranscript:
         assert path.is_file(), path
         with self._lock:
             self.calls.append(offset_s)
@@ -77,7 +79,9 @@ class FakeDiarize:
     error: Exception | None = None
     calls: list[SpeakerHints] = field(default_factory=list)
 
-    def __call__(self, wav_path: Path, hints: SpeakerHints) -> list[SpeakerTurn]:
+    def __call__(
+        self, wav_path: Path, hints: SpeakerHints, watch: Any = None
+    ) -> list[SpeakerTurn]:
         assert wav_path.is_file(), wav_path
         self.calls.append(hints)
         if self.error is not None:

@@ -230,7 +230,7 @@ def test_a_stale_generation_message_after_rediarize_is_dropped(start: Any) -> No
 class SlowDiarize(FakeDiarize):
     delay_s: float = 0.0
 
-    def __call__(self, wav_path: Any, hints: Any) -> Any:
+    def __call__(self, wav_path: Any, hints: Any, watch: Any = None) -> Any:
         time.sleep(self.delay_s)
         return super().__call__(wav_path, hints)
 
