@@ -6,6 +6,7 @@ by the process's threads.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import types
 from collections.abc import Callable
@@ -50,9 +51,9 @@ class _WindowProgress:
 
 
 def _hook_progress() -> None:
-    import whisper.transcribe  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
-
-    whisper.transcribe.tqdm = types.SimpleNamespace(tqdm=_WindowProgress)
+    # The module, not the `whisper.transcribe` function that the package exports.
+    module = importlib.import_module("whisper.transcribe")
+    module.tqdm = types.SimpleNamespace(tqdm=_WindowProgress)
 
 
 class Transcriber(Protocol):

@@ -11,9 +11,10 @@ from typing import Any
 import pika
 import pytest
 
-from contracts.events import EVENT_DECODER, JobFinished, StageFinished
-from contracts.routing import EVENTS_EXCHANGE, dead_letter_queue
+from contracts.events import JobFinished, StageFinished
+from contracts.routing import dead_letter_queue
 from tests.e2e.conftest import LOOPBACK, start_worker
+from tests.support.job_events import bind_events_queue, consume
 from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.servers import IngestServer, IsolatedEnv, Worker
 from tests.support.webhook_receiver import WebhookReceiver, verify
@@ -36,13 +37,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture(scope="module")
 def events_queue(isolated_env: IsolatedEnv) -> str:
     """A queue bound to every job and stage event, as a downstream consumer would bind."""
-    conn = pika.BlockingConnection(pika.URLParameters(isolated_env.amqp_url))
-    channel = conn.channel()
-    channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
-    queue = channel.queue_declare("test-consumer", durable=True).method.queue
-    channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="job.#")
-    conn.close()
-    return queue
+    return bind_events_queue(isolated_env.amqp_url, "test-consumer")
 
 
 @pytest.fixture(scope="module")
@@ -57,31 +52,6 @@ def worker(isolated_env: IsolatedEnv, tmp_path_factory: pytest.TempPathFactory) 
     )
     yield w
     w.stop()
-
-
-def consume(
-    amqp_url: str, queue: str, job_id: str, want: int, timeout_s: float = 30
-) -> list[tuple[str, Any, str]]:
-    """(routing key, event, AMQP message id) of the job's events, until `want` arrived."""
-    found: list[tuple[str, Any, str]] = []
-    deadline = time.monotonic() + timeout_s
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        channel = conn.channel()
-        while time.monotonic() < deadline and len(found) < want:
-            method, props, body = channel.basic_get(queue, auto_ack=False)
-            if method is None:
-                time.sleep(0.1)
-                continue
-            event = EVENT_DECODER.decode(body)
-            if event.job_id == job_id:
-                channel.basic_ack(method.delivery_tag)
-                found.append((method.routing_key, event, props.message_id))
-            else:
-                channel.basic_nack(method.delivery_tag, requeue=True)
-    finally:
-        conn.close()
-    return found
 
 
 def test_a_completed_job_gets_one_signed_webhook_and_its_events(

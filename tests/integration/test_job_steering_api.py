@@ -19,20 +19,10 @@ from contracts.routing import STAGE_QUEUES
 from contracts.states import Stage
 from tests.support.audio import wav_bytes
 from tests.support.backends import query
+from tests.support.job_events import JOB_TABLES, read_events, rows_of
 from tests.support.servers import IngestServer, IsolatedEnv
 
 PROBLEM = "application/problem+json"
-#: Every table that holds rows of a job.
-JOB_TABLES = (
-    "jobs",
-    "job_stages",
-    "job_results",
-    "job_chunks",
-    "outbox",
-    "webhook_deliveries",
-    "dead_letters",
-    "idempotency_keys",
-)
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +42,6 @@ def submit(client: httpx.Client, headers: dict[str, str] | None = None, **fields
         data=fields,
         headers=headers or {},
     )
-
-
-def rows_of(env: IsolatedEnv, job_id: str) -> dict[str, int]:
-    jid = uuid.UUID(job_id)
-    column = {"jobs": "id"}
-    return {
-        table: int(
-            query(
-                env.database_url,
-                f"SELECT count(*) FROM {table} WHERE {column.get(table, 'job_id')} = $1",
-                jid,
-            )[0][0]
-        )
-        for table in JOB_TABLES
-    }
 
 
 def files_of(storage: Path, job_id: str) -> list[Path]:
@@ -115,7 +90,7 @@ def test_delete_leaves_no_row_and_no_file(ingest: IngestServer, isolated_env: Is
         (work / "chunk-0000.wav").write_bytes(b"x")
         assert all(
             n >= 1
-            for t, n in rows_of(isolated_env, job_id).items()
+            for t, n in rows_of(isolated_env.database_url, job_id).items()
             if t in {"jobs", "outbox", "idempotency_keys"}
         )
 
@@ -123,7 +98,7 @@ def test_delete_leaves_no_row_and_no_file(ingest: IngestServer, isolated_env: Is
         assert response.status_code == 204, response.text
         assert client.get(f"/v1/jobs/{job_id}").status_code == 404
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 404
-    assert rows_of(isolated_env, job_id) == dict.fromkeys(JOB_TABLES, 0)
+    assert rows_of(isolated_env.database_url, job_id) == dict.fromkeys(JOB_TABLES, 0)
     assert files_of(isolated_env.storage_dir, job_id) == []
     # The tombstone that lets workers drop the job's queued messages quietly.
     assert (
@@ -213,21 +188,6 @@ def test_idempotency_key_is_per_api_key(
         server.stop()
 
 
-def read_events(client: httpx.Client, job_id: str, timeout_s: float = 20) -> list[tuple[str, Any]]:
-    """(event name, data) of the job's stream until the server closes it."""
-    events: list[tuple[str, Any]] = []
-    name = None
-    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=timeout_s) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                events.append((str(name), json.loads(line.split(":", 1)[1])))
-    return events
-
-
 def test_event_stream_follows_changes_made_elsewhere(
     ingest: IngestServer, isolated_env: IsolatedEnv
 ) -> None:
@@ -248,14 +208,16 @@ def test_event_stream_follows_changes_made_elsewhere(
             )
             query(
                 db,
-                "UPDATE job_stages SET state = 'running' WHERE job_id = $1 AND stage = 'transcribe'",
+                "UPDATE job_stages SET state = 'running'"
+                " WHERE job_id = $1 AND stage = 'transcribe'",
                 jid,
             )
             for fraction in (0.25, 0.5):
                 time.sleep(0.3)
                 query(
                     db,
-                    "UPDATE job_stages SET progress = $2 WHERE job_id = $1 AND stage = 'transcribe'",
+                    "UPDATE job_stages SET progress = $2"
+                    " WHERE job_id = $1 AND stage = 'transcribe'",
                     jid,
                     fraction,
                 )
@@ -269,8 +231,10 @@ def test_event_stream_follows_changes_made_elsewhere(
         writer.join()
     elapsed = time.monotonic() - started
     names = [name for name, _ in events]
-    assert names[0] == "stage" and events[0][1]["stage"] == "split"
-    assert names[-1] == "end" and events[-1][1]["status"] == "cancelled"
+    assert names[0] == "stage"
+    assert events[0][1]["stage"] == "split"
+    assert names[-1] == "end"
+    assert events[-1][1]["status"] == "cancelled"
     stages = [data["stage"] for name, data in events if name == "stage"]
     assert "transcribe" in stages
     progress = [data["progress"] for name, data in events if name == "progress"]
@@ -333,10 +297,13 @@ def test_retention_sweep_deletes_expired_jobs_and_orphans_only(
             assert client.get(f"/v1/jobs/{kept}").status_code == 200
             assert client.get(f"/v1/jobs/{running}").status_code == 200
         assert files_of(storage, expired) == []
-        assert files_of(storage, kept) and files_of(storage, running)
-        assert not old_orphan.exists() and not old_work.exists()
-        assert fresh_orphan.exists() and foreign.exists()
-        assert rows_of(isolated_env, expired) == dict.fromkeys(JOB_TABLES, 0)
+        assert files_of(storage, kept)
+        assert files_of(storage, running)
+        assert not old_orphan.exists()
+        assert not old_work.exists()
+        assert fresh_orphan.exists()
+        assert foreign.exists()
+        assert rows_of(isolated_env.database_url, expired) == dict.fromkeys(JOB_TABLES, 0)
 
         counted: dict[str, float] = {"job": 0.0, "orphan_file": 0.0}
         for server in servers:

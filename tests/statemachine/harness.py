@@ -79,9 +79,7 @@ class FakeDiarize:
     error: Exception | None = None
     calls: list[SpeakerHints] = field(default_factory=list)
 
-    def __call__(
-        self, wav_path: Path, hints: SpeakerHints, watch: Any = None
-    ) -> list[SpeakerTurn]:
+    def __call__(self, wav_path: Path, hints: SpeakerHints, watch: Any = None) -> list[SpeakerTurn]:
         assert wav_path.is_file(), wav_path
         self.calls.append(hints)
         if self.error is not None:
