@@ -97,6 +97,9 @@ class JobSubmitted(msgspec.Struct, frozen=True, tag="job.submitted", tag_field="
     content_type: str
     submitted_at: datetime
     options: JobOptions = JobOptions()
+    #: Where `split` fetches the audio (to `storage_path`) when the client gave a URL
+    #: instead of a file; `size_bytes` and `sha256` are then 0 and "" until it has.
+    audio_url: str | None = None
     version: int = SCHEMA_VERSION
 
 

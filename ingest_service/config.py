@@ -50,6 +50,9 @@ class Settings:
     #: WEBHOOK_ALLOWED_NETWORKS: networks webhooks may reach although the SSRF guard
     #: refuses them by default.
     webhook_allowed_networks: tuple[IPNetwork, ...] = ()
+    #: AUDIO_URL_ALLOWED_NETWORKS: networks audio URLs may point to although the SSRF
+    #: guard refuses them by default (the workers read the same variable).
+    audio_url_allowed_networks: tuple[IPNetwork, ...] = ()
 
     # The outbox relay.
     #: OUTBOX_POLL_INTERVAL_S: how often the relay looks for rows nobody woke it for.
@@ -82,10 +85,7 @@ class Settings:
         """Build settings from `env` (default: the process environment)."""
         read = Env(os.environ if env is None else env)
         defaults = cls()
-        try:
-            allowed = parse_networks(read.text("WEBHOOK_ALLOWED_NETWORKS", ""))
-        except ValueError as exc:
-            raise ConfigError(f"WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
+        allowed = _networks(read, "WEBHOOK_ALLOWED_NETWORKS")
         return cls(
             database_url=read.text("DATABASE_URL", defaults.database_url),
             db_pool_size=read.integer("INGEST_DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
@@ -99,6 +99,7 @@ class Settings:
             api_keys=read.items("INGEST_API_KEYS"),
             fsync_uploads=read.flag("INGEST_FSYNC_UPLOADS", defaults.fsync_uploads),
             webhook_allowed_networks=allowed,
+            audio_url_allowed_networks=_networks(read, "AUDIO_URL_ALLOWED_NETWORKS"),
             outbox_poll_interval_s=read.number(
                 "OUTBOX_POLL_INTERVAL_S", defaults.outbox_poll_interval_s, positive=True
             ),
@@ -113,6 +114,13 @@ class Settings:
             log_level=read.text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=read.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )
+
+
+def _networks(read: Env, name: str) -> tuple[IPNetwork, ...]:
+    try:
+        return parse_networks(read.text(name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 @functools.cache

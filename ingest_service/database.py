@@ -30,6 +30,9 @@ class NewJob:
     webhook_secret: str | None
     #: The client's Idempotency-Key, if it sent one, with the fingerprint of its request.
     idempotency: IdempotencyClaim | None = None
+    #: For audio by URL: the URL as shown (no query string) and the source's headers.
+    source_url: str | None = None
+    source_headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 
 _JOB_COLUMNS = (
     "id, status, original_filename, content_type, audio_format, size_bytes, sha256,"
-    " options, audio, error, warnings, created_at, updated_at, started_at, finished_at"
+    " options, audio, error, warnings, created_at, updated_at, started_at, finished_at,"
+    " source_url"
 )
 
 
@@ -68,7 +72,8 @@ async def insert_job(pool: asyncpg.Pool, job: NewJob) -> datetime:
         created_at: datetime = await conn.fetchval(
             "INSERT INTO jobs (id, owner, original_filename, content_type, audio_format,"
             " size_bytes, sha256, storage_path, options, webhook_secret, created_at,"
-            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
+            " updated_at, source_url, source_headers)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)"
             " RETURNING created_at",
             job_id,
             job.owner,
@@ -81,6 +86,8 @@ async def insert_job(pool: asyncpg.Pool, job: NewJob) -> datetime:
             msgspec.to_builtins(msg.options),
             job.webhook_secret,
             msg.submitted_at,
+            job.source_url,
+            job.source_headers,
         )
         await conn.execute(
             "INSERT INTO job_stages (job_id, stage, position, state)"

@@ -176,7 +176,8 @@ async def _chunks(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 def check_content_type(content_type: str) -> tuple[str, str | None]:
-    """Classify the request's Content-Type: ('multipart', boundary) or ('raw', None)."""
+    """Classify the request's Content-Type: ('multipart', boundary), ('raw', None) or
+    ('json', None) (audio by URL)."""
     media_type, _, params = content_type.partition(";")
     media_type = media_type.strip().lower()
     if media_type == "multipart/form-data":
@@ -185,6 +186,8 @@ def check_content_type(content_type: str) -> tuple[str, str | None]:
             if key.lower() == "boundary" and value:
                 return "multipart", value.strip('"')
         raise InvalidRequest("multipart/form-data without a boundary")
+    if media_type == "application/json":
+        return "json", None
     if media_type.startswith("audio/") or media_type in {
         "video/webm",
         "video/mp4",
@@ -192,6 +195,7 @@ def check_content_type(content_type: str) -> tuple[str, str | None]:
     }:
         return "raw", None
     raise UnsupportedAudio(
-        f"send multipart/form-data with a 'file' part, or a raw body with an audio/* "
-        f"Content-Type; got {media_type or 'no Content-Type'}"
+        f"send multipart/form-data with a 'file' part, a raw body with an audio/* "
+        f"Content-Type, or application/json with an audio_url; got"
+        f" {media_type or 'no Content-Type'}"
     )

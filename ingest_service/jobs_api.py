@@ -21,6 +21,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from contracts import JobStatus, JobSubmitted, ResultDocument
+from contracts.layout import UPLOADS_DIR
 from contracts.routing import JOBS_PATH, job_path
 from ingest_service import idempotency, metrics
 from ingest_service.auth import OwnerDep, provide_owner
@@ -32,6 +33,7 @@ from ingest_service.jobs_service import JobsService
 from ingest_service.options import check_webhook_destination, parse_options
 from ingest_service.problems import IngestError, InvalidRequest, ResultNotReady, as_problem
 from ingest_service.renderers import RENDERERS
+from ingest_service.sources import check_source_destination, receive_source
 from ingest_service.storage import UploadWriter
 from ingest_service.text import clean_name
 from ingest_service.views import (
@@ -44,6 +46,9 @@ from ingest_service.views import (
 )
 
 log = structlog.get_logger("ingest.jobs")
+
+#: `audio_format` of a job whose audio is fetched from a URL (ffprobe tells the rest).
+SOURCE_FORMAT = "url"
 
 #: Seconds of silence after which an event stream sends a keep-alive comment.
 HEARTBEAT_S = 15.0
@@ -65,8 +70,11 @@ class JobsController(Controller):
         description=(
             "multipart/form-data with a 'file' part and optional fields language, "
             "num_speakers, min_speakers, max_speakers, webhook_url, webhook_secret, metadata "
-            "(a JSON object); or a raw body with an audio/* Content-Type and the same "
-            "options (plus filename) as query parameters."
+            "(a JSON object), delete_after (seconds); or a raw body with an audio/* "
+            "Content-Type and the same options (plus filename) as query parameters; or "
+            'application/json {"audio_url": ..., "source_headers": {...}, options}: the '
+            "workers fetch the audio. An Idempotency-Key header makes a retried submit "
+            "return the job it created."
         ),
     )
     async def create_job(
@@ -275,6 +283,10 @@ async def _accept(
     """Receive, validate, store and record one upload: the 202 answer, or the job that
     its Idempotency-Key created before (the bytes just received are then discarded)."""
     kind, boundary = check_content_type(request.headers.get("content-type", ""))
+    if kind == "json":
+        return await _accept_source(
+            request, job_id=job_id, key=key, owner=owner, settings=settings, jobs=jobs
+        )
     if kind == "multipart":
         assert boundary is not None
         received = await receive_multipart(request, writer, boundary)
@@ -324,16 +336,87 @@ async def _accept(
         if key is None or claim is None
         else IdempotencyClaim(key, claim, msgspec.to_builtins(accepted)),
     )
-    try:
-        await jobs.record(new_job)
-    except asyncpg.UniqueViolationError:
-        if key is None or claim is None:
-            raise
-        # A concurrent request with the same Idempotency-Key committed first.
-        earlier = await jobs.find_idempotent(owner, key)
-        if earlier is None:
-            raise
+    earlier = await _record(jobs, new_job)
+    if earlier is not None:
         writer.discard()
-        idempotency.check_replay(earlier, claim, key)
         return earlier
     return accepted
+
+
+async def _record(jobs: JobsService, job: NewJob) -> IdempotentJob | None:
+    """Record the job; the job of its Idempotency-Key instead if a concurrent request
+    with the same key committed first."""
+    try:
+        await jobs.record(job)
+    except asyncpg.UniqueViolationError:
+        claim = job.idempotency
+        if claim is None:
+            raise
+        earlier = await jobs.find_idempotent(job.owner, claim.key)
+        if earlier is None:
+            raise
+        idempotency.check_replay(earlier, claim.fingerprint, claim.key)
+        return earlier
+    return None
+
+
+async def _accept_source(
+    request: Request[Any, Any, Any],
+    *,
+    job_id: str,
+    key: str | None,
+    owner: str | None,
+    settings: Settings,
+    jobs: JobsService,
+) -> JobAccepted | IdempotentJob:
+    """Record a job whose audio the workers fetch from a URL (a JSON body)."""
+    source = await receive_source(request)
+    validated = parse_options(source.fields)
+    claim = None if key is None else idempotency.fingerprint(validated, source.url)
+    if key is not None and claim is not None:
+        earlier = await jobs.find_idempotent(owner, key)
+        if earlier is not None:
+            idempotency.check_replay(earlier, claim, key)
+            return earlier
+    await check_source_destination(source.url, settings.audio_url_allowed_networks)
+    if validated.options.webhook_url:
+        await check_webhook_destination(
+            validated.options.webhook_url, settings.webhook_allowed_networks
+        )
+    message = JobSubmitted(
+        job_id=job_id,
+        storage_path=f"{UPLOADS_DIR}/{job_id}.source",
+        original_filename=source.filename,
+        size_bytes=0,
+        sha256="",
+        content_type="application/octet-stream",
+        submitted_at=datetime.now(UTC),
+        options=validated.options,
+        audio_url=source.url,
+    )
+    accepted = JobAccepted(
+        id=job_id,
+        status=JobStatus.QUEUED.value,
+        created_at=message.submitted_at,
+        filename=message.original_filename,
+        size_bytes=0,
+        sha256="",
+        audio_format=SOURCE_FORMAT,
+        options=validated.options,
+        links=links_for(job_id),
+        source_url=source.shown_url,
+        webhook_secret=validated.webhook_secret if validated.secret_generated else None,
+    )
+    new_job = NewJob(
+        message=message,
+        owner=owner,
+        audio_format=SOURCE_FORMAT,
+        webhook_secret=validated.webhook_secret,
+        idempotency=None
+        if key is None or claim is None
+        else IdempotencyClaim(key, claim, msgspec.to_builtins(accepted)),
+        source_url=source.shown_url,
+        source_headers=source.headers,
+    )
+    earlier = await _record(jobs, new_job)
+    return accepted if earlier is None else earlier

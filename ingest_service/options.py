@@ -172,8 +172,12 @@ def speaker_hints(body: bytes, current: JobOptions) -> JobOptions:
 RESOLVE_TIMEOUT_S = 2.0
 
 
-async def check_webhook_destination(url: str, allowed: tuple[IPNetwork, ...]) -> None:
-    """Refuse (422) a webhook URL whose host is, or resolves to, an internal address."""
+async def check_destination(
+    url: str, allowed: tuple[IPNetwork, ...], *, field: str, policy: str
+) -> None:
+    """Refuse (422) a URL whose host is, or resolves to, an internal address; `policy`
+    says where such URLs may go instead. A host that does not resolve yet passes here:
+    the workers check again, after resolution, before they connect."""
     try:
         addresses = await resolve_async(urlsplit(url).hostname or "", RESOLVE_TIMEOUT_S)
     except (OSError, TimeoutError):
@@ -181,8 +185,14 @@ async def check_webhook_destination(url: str, allowed: tuple[IPNetwork, ...]) ->
     refused = first_refusal(addresses, allowed)
     if refused is not None:
         address, reason = refused
-        raise InvalidOptions(
-            f"webhook_url points to {reason} ({address}); webhooks go to public addresses"
-            " unless WEBHOOK_ALLOWED_NETWORKS allows it",
-            field="webhook_url",
-        )
+        raise InvalidOptions(f"{field} points to {reason} ({address}); {policy}", field=field)
+
+
+async def check_webhook_destination(url: str, allowed: tuple[IPNetwork, ...]) -> None:
+    """Refuse (422) a webhook URL whose host is, or resolves to, an internal address."""
+    await check_destination(
+        url,
+        allowed,
+        field="webhook_url",
+        policy="webhooks go to public addresses unless WEBHOOK_ALLOWED_NETWORKS allows it",
+    )

@@ -67,6 +67,8 @@ class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     links: Links
     #: What the split stage found; absent until it has run.
     audio: AudioFacts | None = None
+    #: Where the audio was fetched from (no query string), for a job submitted by URL.
+    source_url: str | None = None
     #: How far the job is, 0..1: its stages weighted by `STAGE_WEIGHTS`, moving during
     #: transcription (audio decoded) and diarization.
     progress: float | None = None
@@ -88,6 +90,8 @@ class JobAccepted(msgspec.Struct, frozen=True, omit_defaults=True):
     audio_format: str
     options: JobOptions
     links: Links
+    #: Where the audio will be fetched from (no query string), for a submit by URL.
+    source_url: str | None = None
     #: Present once, when the service generated the webhook signing secret.
     webhook_secret: str | None = None
 
@@ -169,6 +173,7 @@ def job_view(
         warnings=list(job["warnings"]),
         links=links_for(job_id),
         audio=_audio_facts(job["audio"]),
+        source_url=job["source_url"],
         progress=progress,
         stage=current,
         stages=stage_views,

@@ -316,3 +316,91 @@ def test_retention_sweep_deletes_expired_jobs_and_orphans_only(
     finally:
         for server in servers:
             server.stop()
+
+
+def test_url_submits_are_checked_before_anything_is_recorded(
+    ingest: IngestServer, isolated_env: IsolatedEnv
+) -> None:
+    before = query(isolated_env.database_url, "SELECT count(*) FROM jobs")[0][0]
+    with ingest.client() as client:
+        cases = {
+            # Refused on address parsing: nothing is sent to these.
+            "http://10.1.2.3/a.wav": "private",
+            "http://169.254.169.254/latest": "metadata",
+            "http://127.0.0.1:9/a.wav": "loopback",
+            "ftp://example.org/a.wav": "http(s)",
+            "not a url": "http(s)",
+        }
+        for url, reason in cases.items():
+            response = client.post("/v1/jobs", json={"audio_url": url})
+            assert response.status_code == 422, (url, response.text)
+            assert response.headers["content-type"].startswith(PROBLEM)
+            assert reason in response.json()["detail"], (url, response.json())
+        secret = "Bearer do-not-echo\n"
+        response = client.post(
+            "/v1/jobs",
+            json={"audio_url": "https://example.org/a.wav", "source_headers": {"X-Key": secret}},
+        )
+        assert response.status_code == 422
+        assert "do-not-echo" not in response.text
+        response = client.post(
+            "/v1/jobs", json={"audio_url": "https://example.org/a.wav", "colour": "red"}
+        )
+        assert response.status_code == 422
+        assert "colour" in response.json()["detail"]
+        assert (
+            client.post(
+                "/v1/jobs", content=b"[1, 2", headers={"content-type": "application/json"}
+            ).status_code
+            == 400
+        )
+    assert query(isolated_env.database_url, "SELECT count(*) FROM jobs")[0][0] == before
+
+
+def test_a_url_submit_records_the_source_but_shows_no_secret(
+    ingest: IngestServer, isolated_env: IsolatedEnv
+) -> None:
+    with ingest.client() as client:
+        response = client.post(
+            "/v1/jobs",
+            json={
+                "audio_url": "https://example.org/calls/monday.mp3?X-Amz-Signature=abc123",
+                "source_headers": {"Authorization": "Bearer tok-991"},
+                "num_speakers": 2,
+                "metadata": {"call": 12},
+            },
+            headers={"Idempotency-Key": "url-once"},
+        )
+        assert response.status_code == 202, response.text
+        accepted = response.json()
+        assert accepted["source_url"] == "https://example.org/calls/monday.mp3"
+        assert accepted["filename"] == "monday.mp3"
+        assert accepted["options"]["num_speakers"] == 2
+        again = client.post(
+            "/v1/jobs",
+            json={
+                "audio_url": "https://example.org/calls/monday.mp3?X-Amz-Signature=abc123",
+                "source_headers": {"Authorization": "Bearer tok-991"},
+                "num_speakers": 2,
+                "metadata": {"call": 12},
+            },
+            headers={"Idempotency-Key": "url-once"},
+        )
+        assert again.json()["id"] == accepted["id"]
+        view = client.get(f"/v1/jobs/{accepted['id']}").text
+    assert "tok-991" not in view
+    assert "abc123" not in view
+    assert "tok-991" not in ingest.log_text()
+    row = query(
+        isolated_env.database_url,
+        "SELECT source_headers, storage_path FROM jobs WHERE id = $1",
+        uuid.UUID(accepted["id"]),
+    )[0]
+    assert json.loads(row["source_headers"]) == {"Authorization": "Bearer tok-991"}
+    outbox = query(
+        isolated_env.database_url,
+        "SELECT payload::text FROM outbox WHERE job_id = $1",
+        uuid.UUID(accepted["id"]),
+    )
+    assert len(outbox) == 1
+    assert "tok-991" not in outbox[0][0]
