@@ -11,6 +11,8 @@ from contracts import AudioFacts, JobOptions, JobStatus, Stage
 from contracts.routing import job_path, result_path
 from contracts.states import FINISHED_STATES, PIPELINE, StageState
 
+#: Stage states that count as all of a stage's share of the progress.
+_COMPLETE_STATES = FINISHED_STATES - {StageState.CANCELLED}
 #: Each stage's share of a job's progress: roughly its share of the work on a typical
 #: recording (transcription dominates, then diarization).
 STAGE_WEIGHTS: dict[Stage, float] = {
@@ -151,7 +153,8 @@ def job_view(
                 error=s["error"],
                 started_at=s["started_at"],
                 finished_at=s["finished_at"],
-                progress=1.0 if s["state"] in FINISHED_STATES else round(s["progress"], 3),
+                # A cancelled stage keeps the progress it had made.
+                progress=1.0 if s["state"] in _COMPLETE_STATES else round(s["progress"], 3),
             )
             for s in stages
         ]
