@@ -8,6 +8,7 @@ revision changes meaning, never to parse.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -56,6 +57,17 @@ class SpeakerHints(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("num_speakers must lie between min_speakers and max_speakers")
 
 
+#: Bounds of the vocabulary and prompt a job gives the transcriber.
+MAX_VOCABULARY_TERMS = 100
+MAX_TERM_CHARS = 64
+MAX_PROMPT_CHARS = 1000
+VocabularyTerm = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TERM_CHARS)]
+Vocabulary = Annotated[list[VocabularyTerm], msgspec.Meta(max_length=MAX_VOCABULARY_TERMS)]
+Prompt = Annotated[str, msgspec.Meta(max_length=MAX_PROMPT_CHARS)]
+#: C0 and C1 controls and DEL: no place in a vocabulary term.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     """What the client asked for with the upload."""
 
@@ -68,9 +80,24 @@ class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     #: Seconds after the job ends at which its rows and files are deleted; None: the
     #: service's RETENTION_DAYS.
     delete_after: RetentionSeconds | None = None
+    #: Names and terms the transcriber should expect (spelled as they should come out).
+    vocabulary: Vocabulary = msgspec.field(default_factory=list)
+    #: Text that leads into the recording (its context, style or spellings) for whisper.
+    prompt: Prompt | None = None
 
     def __post_init__(self) -> None:
         self.speaker_hints  # noqa: B018 - validates the hints together
+        # Meta bounds hold for decoded options; these hold for constructed ones too.
+        if len(self.vocabulary) > MAX_VOCABULARY_TERMS:
+            raise ValueError(f"vocabulary must have at most {MAX_VOCABULARY_TERMS} terms")
+        for term in self.vocabulary:
+            if not 1 <= len(term) <= MAX_TERM_CHARS or _CONTROL.search(term):
+                raise ValueError(
+                    f"each vocabulary term must be 1 to {MAX_TERM_CHARS} characters"
+                    " without control characters"
+                )
+        if self.prompt is not None and len(self.prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt must be at most {MAX_PROMPT_CHARS} characters")
 
     @property
     def speaker_hints(self) -> SpeakerHints:

@@ -12,8 +12,14 @@ from collections.abc import Mapping
 
 import structlog
 
-#: Third-party loggers held at a level of their own, whatever LOG_LEVEL says.
-DEFAULT_QUIET = {"pika": logging.WARNING, "numba": logging.WARNING}
+#: Third-party loggers held at a level of their own, whatever LOG_LEVEL says. httpx logs
+#: every request's full URL at INFO: an audio URL's query string may be its signature.
+DEFAULT_QUIET = {
+    "pika": logging.WARNING,
+    "numba": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+}
 
 
 def configure_logging(

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from contracts import JobOptions, SpeakerHints
+from contracts.messages import MAX_PROMPT_CHARS, MAX_TERM_CHARS, MAX_VOCABULARY_TERMS
 from contracts.webhook_policy import IPNetwork
 from infra.webhook_hosts import first_refusal, resolve_async
 from ingest_service.problems import InvalidOptions
@@ -30,12 +31,18 @@ OPTION_FIELDS = frozenset(
         "webhook_secret",
         "metadata",
         "delete_after",
+        "vocabulary",
+        "prompt",
     }
 )
 _INT_FIELDS = ("num_speakers", "min_speakers", "max_speakers")
 
 #: Largest client metadata accepted, as JSON text.
 MAX_METADATA_BYTES = 16 * 1024
+#: Largest vocabulary field accepted, as text: room for every term JSON-escaped.
+MAX_VOCABULARY_CHARS = 16 * 1024
+#: Fields checked by their own rules instead of `check_option`'s (longer than it allows).
+_LONG_FIELDS = frozenset({"metadata", "vocabulary"})
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 _SECRET_BYTES = 24
@@ -117,6 +124,51 @@ def _metadata(raw: str) -> dict[str, Any]:
     return value
 
 
+def _vocabulary(raw: str) -> list[str]:
+    """A JSON list of strings or comma-separated terms: stripped, blanks and repeats dropped."""
+    if len(raw) > MAX_VOCABULARY_CHARS:
+        raise InvalidOptions(
+            f"vocabulary must be at most {MAX_VOCABULARY_CHARS} characters", field="vocabulary"
+        )
+    items: list[Any] = raw.split(",")
+    if raw.startswith(("[", "{")):  # JSON (an object is refused: it has no order of terms)
+        try:
+            items = msgspec.json.decode(raw, type=list[str])
+        except msgspec.DecodeError:  # ValidationError too
+            raise InvalidOptions(
+                "vocabulary must be a JSON list of strings, or terms separated by commas",
+                field="vocabulary",
+            ) from None
+    terms = list(dict.fromkeys(term.strip() for term in items if term.strip()))
+    if len(terms) > MAX_VOCABULARY_TERMS:
+        raise InvalidOptions(
+            f"vocabulary has {len(terms)} terms; at most {MAX_VOCABULARY_TERMS} are accepted",
+            field="vocabulary",
+        )
+    for term in terms:
+        if len(term) > MAX_TERM_CHARS:
+            raise InvalidOptions(
+                f"vocabulary term {term[:24]!r}... is longer than {MAX_TERM_CHARS} characters",
+                field="vocabulary",
+            )
+        check_option("vocabulary", term)
+    return terms
+
+
+def _transcriber_hints(fields: Mapping[str, str]) -> dict[str, Any]:
+    """The vocabulary and prompt options, where given."""
+    hints: dict[str, Any] = {}
+    if vocabulary := fields.get("vocabulary", "").strip():
+        hints["vocabulary"] = _vocabulary(vocabulary)
+    if prompt := fields.get("prompt", "").strip():
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidOptions(
+                f"prompt must be at most {MAX_PROMPT_CHARS} characters", field="prompt"
+            )
+        hints["prompt"] = prompt
+    return hints
+
+
 def parse_options(fields: Mapping[str, str]) -> ValidatedOptions:
     """Validate the option fields; raise `InvalidOptions` naming the first bad one."""
     unknown = sorted(clean_name(name, "?", 64) for name in set(fields) - OPTION_FIELDS)
@@ -126,7 +178,7 @@ def parse_options(fields: Mapping[str, str]) -> ValidatedOptions:
             f" accepted: file, {', '.join(sorted(OPTION_FIELDS))}"
         )
     for name, value in fields.items():
-        if name != "metadata":
+        if name not in _LONG_FIELDS:
             check_option(name, value)
     raw: dict[str, Any] = _speaker_counts(fields)
     language = fields.get("language", "").strip().lower()
@@ -136,6 +188,7 @@ def parse_options(fields: Mapping[str, str]) -> ValidatedOptions:
         raw["metadata"] = _metadata(metadata)
     if delete_after := fields.get("delete_after", "").strip():
         raw["delete_after"] = _seconds("delete_after", delete_after)
+    raw.update(_transcriber_hints(fields))
     webhook_url = fields.get("webhook_url", "").strip()
     if webhook_url:
         _check_webhook_url(webhook_url)

@@ -111,6 +111,40 @@ class ChunkSettings:
 
 
 @dataclass(frozen=True)
+class FetchSettings:
+    """How `split` downloads a job's audio when the client gave a URL instead of a file."""
+
+    max_bytes: int = 2 * 1024**3  #: FETCH_MAX_BYTES: larger sources are refused
+    connect_timeout_s: float = 10.0  #: FETCH_CONNECT_TIMEOUT_S
+    #: FETCH_READ_TIMEOUT_S: longest wait for the answer or for the next bytes of the body.
+    read_timeout_s: float = 60.0
+    max_redirects: int = 5  #: FETCH_MAX_REDIRECTS: every hop is checked like the first
+    #: AUDIO_URL_ALLOWED_NETWORKS: networks audio URLs may reach although the SSRF guard
+    #: refuses them by default.
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Env) -> FetchSettings:
+        d = cls()
+        return cls(
+            max_bytes=env.integer("FETCH_MAX_BYTES", d.max_bytes, 1),
+            connect_timeout_s=env.number(
+                "FETCH_CONNECT_TIMEOUT_S", d.connect_timeout_s, positive=True
+            ),
+            read_timeout_s=env.number("FETCH_READ_TIMEOUT_S", d.read_timeout_s, positive=True),
+            max_redirects=env.integer("FETCH_MAX_REDIRECTS", d.max_redirects),
+            allowed_networks=_networks(env, "AUDIO_URL_ALLOWED_NETWORKS"),
+        )
+
+
+def _networks(env: Env, name: str) -> tuple[IPNetwork, ...]:
+    try:
+        return parse_networks(env.text(name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     """Where the speech models come from and how many threads they use."""
 
@@ -271,6 +305,7 @@ class Settings:
     #: cancel (a cancelled job's worker lets go within this plus one whisper window).
     progress_interval_s: float = 1.0
     chunks: ChunkSettings = ChunkSettings()
+    fetch: FetchSettings = FetchSettings()
     models: ModelSettings = ModelSettings()
     diarization: DiarizationSettings = DiarizationSettings()
     llm: LlmSettings | None = None
@@ -282,21 +317,18 @@ class Settings:
         """Build settings from `environ` (default: the process environment)."""
         env = Env(os.environ if environ is None else environ)
         d = cls()
-        try:
-            allowed = parse_networks(env.text("WEBHOOK_ALLOWED_NETWORKS", ""))
-        except ValueError as exc:
-            raise ConfigError(f"WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
         return cls(
             database_url=env.text("DATABASE_URL", d.database_url),
             amqp_url=env.text("AMQP_URL", d.amqp_url),
             storage_dir=Path(env.text("STORAGE_DIR", str(d.storage_dir))),
             log_level=env.text("LOG_LEVEL", d.log_level).upper(),
             log_format=env.choice("LOG_FORMAT", d.log_format, LOG_FORMATS),
-            webhook_allowed_networks=allowed,
+            webhook_allowed_networks=_networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
             progress_interval_s=env.number(
                 "PROGRESS_INTERVAL_S", d.progress_interval_s, positive=True
             ),
             chunks=ChunkSettings.from_env(env),
+            fetch=FetchSettings.from_env(env),
             models=ModelSettings.from_env(env),
             diarization=DiarizationSettings.from_env(env),
             llm=LlmSettings.from_env(env),

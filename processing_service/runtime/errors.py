@@ -4,9 +4,14 @@
     ├── PermanentError        fail at once, no retries (bad input, invalid message)
     │   ├── UndecodableAudio
     │   ├── InvalidMessage
-    │   └── StartedTooOften   the message killed its worker again and again
+    │   ├── StartedTooOften   the message killed its worker again and again
+    │   ├── SourceNotAllowed  an audio URL (or a redirect) the fetcher may not follow
+    │   ├── SourceRefused     the audio URL's server answered 4xx (but 408, 429)
+    │   ├── SourceTooLarge    the audio at the URL is larger than FETCH_MAX_BYTES
+    │   └── TooManyRedirects
     └── TransientError        retry with backoff, then dead-letter (storage, timeouts)
         ├── UploadMissing
+        ├── SourceUnavailable the audio URL timed out, failed to connect, or said 5xx/408/429
         └── WebhookRetry      retry after the receiver's Retry-After when it gave one
 
 Any other exception (a database or broker outage, a time limit) counts as transient.
@@ -46,6 +51,22 @@ class StartedTooOften(PermanentError):
         )
 
 
+class SourceNotAllowed(PermanentError):
+    """The audio URL, or a redirect, is not http(s) or points to a refused address."""
+
+
+class SourceRefused(PermanentError):
+    """The server of an audio URL answered with a status that retrying cannot change."""
+
+
+class SourceTooLarge(PermanentError):
+    """The audio behind a URL is larger than the fetcher accepts."""
+
+
+class TooManyRedirects(PermanentError):
+    """An audio URL redirected more often than the fetcher follows."""
+
+
 class JobCancelled(ProcessingError):
     """The job was cancelled or deleted while a stage worked on it: stop, drop its work.
 
@@ -63,6 +84,10 @@ class StorageFull(TransientError):
 
 class UploadMissing(TransientError):
     """The upload is not (yet) visible in shared storage."""
+
+
+class SourceUnavailable(TransientError):
+    """An audio URL could not be fetched this time: no answer, a timeout, 5xx, 408, 429."""
 
 
 class WebhookRetry(TransientError, dramatiq.Retry):

@@ -7,6 +7,7 @@ yet (a replay of a dead chunk relies on it), and nothing else.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import structlog
 
@@ -16,8 +17,14 @@ from contracts.states import DONE_STATES
 from processing_service.runtime import metrics
 from processing_service.runtime.context import StageContext, normalized_audio
 from processing_service.split import ffmpeg
+from processing_service.split.fetch import fetch_audio
 from processing_service.split.planning import plan_chunks
-from processing_service.split.store import PlannedChunk, complete_split
+from processing_service.split.store import (
+    PlannedChunk,
+    complete_split,
+    record_fetched,
+    source_headers,
+)
 from processing_service.transcribe.store import chunks_of
 
 log = structlog.get_logger("processing.split")
@@ -53,6 +60,8 @@ def _split(ctx: StageContext, message: JobSubmitted) -> None:
     job_id = message.job_id
     ctx.begin(job_id, Stage.SPLIT)
     upload = ctx.path(message.storage_path)
+    if message.audio_url is not None and not upload.exists():
+        _fetch(ctx, message, upload)
     info = ffmpeg.probe(upload)
     normalized = normalized_audio(job_id)
     duration = ffmpeg.normalize(upload, ctx.path(normalized))
@@ -79,3 +88,22 @@ def _split(ctx: StageContext, message: JobSubmitted) -> None:
     ctx.watch(job_id, Stage.SPLIT).check()
     metrics.observe_audio(Stage.SPLIT, duration, time.perf_counter() - started)
     log.info("split done", duration_s=facts.duration_s, chunks=len(chunks), codec=info.codec)
+
+
+def _fetch(ctx: StageContext, message: JobSubmitted, dest: Path) -> None:
+    """Download the audio of a job submitted by URL to where an upload would be."""
+    f = ctx.settings.fetch
+    watch = ctx.watch(message.job_id, Stage.SPLIT)
+    fetched = fetch_audio(
+        message.audio_url or "",
+        source_headers(ctx.db, message.job_id),
+        dest,
+        max_bytes=f.max_bytes,
+        allowed=f.allowed_networks,
+        connect_timeout_s=f.connect_timeout_s,
+        read_timeout_s=f.read_timeout_s,
+        max_redirects=f.max_redirects,
+        # Bytes say nothing of the share done; the call still notices a cancel.
+        watch=lambda _received: watch(0.0),
+    )
+    record_fetched(ctx.db, message.job_id, fetched.size_bytes, fetched.sha256, fetched.content_type)

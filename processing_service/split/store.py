@@ -41,3 +41,23 @@ def complete_split(
         await finish_stage_in(conn, jid, Stage.SPLIT, StageState.SUCCEEDED, None)
 
     db.transaction(q)
+
+
+def source_headers(db: Database, job_id: str) -> dict[str, str]:
+    """The request headers the client gave for its audio URL (never logged)."""
+    headers = db.fetchval("SELECT source_headers FROM jobs WHERE id = $1", uuid.UUID(job_id))
+    return dict(headers or {})
+
+
+def record_fetched(
+    db: Database, job_id: str, size_bytes: int, sha256: str, content_type: str
+) -> None:
+    """What the fetched audio turned out to be: the job shows it like an upload's."""
+    db.execute(
+        "UPDATE jobs SET size_bytes = $2, sha256 = $3, content_type = $4, updated_at = now()"
+        " WHERE id = $1",
+        uuid.UUID(job_id),
+        size_bytes,
+        sha256,
+        content_type[:200],
+    )

@@ -47,6 +47,8 @@ def run(ctx: StageContext, message: ChunkReady, *, transcriber: Transcriber) -> 
             job.options.language,
             chunk.start_s,
             watch=ctx.watch(job.id, Stage.TRANSCRIBE, chunk.index),
+            vocabulary=job.options.vocabulary,
+            prompt=job.options.prompt,
         )
         seconds = time.perf_counter() - started
         metrics.observe_audio(Stage.TRANSCRIBE, chunk.end_s - chunk.start_s, seconds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +27,9 @@ _FRAMES_PER_SECOND = 100
 
 #: Called with the seconds of a file's audio decoded so far; raising stops the decoding.
 Watch = Callable[[float], None]
+#: Tokens of whisper's prompt (half its text context) kept for the transcript so far when
+#: a job's own prompt is long: without them each window forgets the one before.
+_CONTEXT_TOKENS = 48
 
 
 class _WindowProgress:
@@ -53,7 +56,7 @@ class _WindowProgress:
 def _hook_progress() -> None:
     # The module, not the `whisper.transcribe` function that the package exports.
     module = importlib.import_module("whisper.transcribe")
-    module.tqdm = types.SimpleNamespace(tqdm=_WindowProgress)
+    vars(module)["tqdm"] = types.SimpleNamespace(tqdm=_WindowProgress)
 
 
 class Transcriber(Protocol):
@@ -63,14 +66,48 @@ class Transcriber(Protocol):
     name: str
 
     def __call__(
-        self, path: Path, language: str | None, offset_s: float, *, watch: Watch | None = None
+        self,
+        path: Path,
+        language: str | None,
+        offset_s: float,
+        *,
+        watch: Watch | None = None,
+        vocabulary: Sequence[str] = (),
+        prompt: str | None = None,
     ) -> ChunkTranscript:
         """The file's transcript; `language` None detects it (multilingual models).
 
         `watch` gets the seconds of the file decoded so far, after each window; an
-        exception it raises stops the transcription.
+        exception it raises stops the transcription. `vocabulary` and `prompt` are the
+        job's: terms to spell as given, and text that leads into the recording.
         """
         ...
+
+
+def initial_prompt(prompt: str | None, vocabulary: Sequence[str]) -> str | None:
+    """Whisper's prompt for a job: its own prompt, then `Glossary: a, b, c.`
+
+    Whisper reads the prompt as the transcript of what came before, so terms listed in
+    it come out spelled as listed. The glossary goes last because a prompt too long for
+    the model is cut from the front.
+    """
+    parts = []
+    if prompt and prompt.strip():
+        text = prompt.strip()
+        parts.append(text if text[-1] in ".!?" else f"{text}.")
+    if vocabulary:
+        parts.append(f"Glossary: {', '.join(vocabulary)}.")
+    return " ".join(parts) or None
+
+
+def _fitted_prompt(model: Any, text: str) -> str:
+    """`text` cut from the front to leave room in whisper's prompt for the text before."""
+    from whisper.tokenizer import get_tokenizer  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
+
+    tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages)
+    room = model.dims.n_text_ctx // 2 - 1 - _CONTEXT_TOKENS
+    tokens = tokenizer.encode(" " + text)
+    return text if len(tokens) <= room else str(tokenizer.decode(tokens[-room:])).strip()
 
 
 def resolve_model(spec: str, cache_dir: Path) -> str:
@@ -102,9 +139,19 @@ def is_multilingual(model: Any) -> bool:
 
 
 def transcribe_file(
-    model: Any, path: Path, language: str | None, offset_s: float, watch: Watch | None = None
+    model: Any,
+    path: Path,
+    language: str | None,
+    offset_s: float,
+    watch: Watch | None = None,
+    *,
+    prompt: str | None = None,
 ) -> ChunkTranscript:
-    """Transcribe one audio file; times in the result are shifted by `offset_s`."""
+    """Transcribe one audio file; times in the result are shifted by `offset_s`.
+
+    `prompt` (see `initial_prompt`) leads into every 30 s window, not only the first, so
+    that a glossary still holds ten minutes into a chunk.
+    """
     import whisper  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
 
     if not path.exists():  # else the reason would be ffmpeg's whole banner
@@ -119,6 +166,8 @@ def transcribe_file(
             word_timestamps=True,
             fp16=False,
             verbose=None,
+            initial_prompt=None if prompt is None else _fitted_prompt(model, prompt),
+            carry_initial_prompt=prompt is not None,
         )
     finally:
         _running.watch = None
@@ -156,6 +205,20 @@ class WhisperTranscriber:
         return get_model(m.whisper_model, m.cache_dir, m.torch_threads)
 
     def __call__(
-        self, path: Path, language: str | None, offset_s: float, *, watch: Watch | None = None
+        self,
+        path: Path,
+        language: str | None,
+        offset_s: float,
+        *,
+        watch: Watch | None = None,
+        vocabulary: Sequence[str] = (),
+        prompt: str | None = None,
     ) -> ChunkTranscript:
-        return transcribe_file(self._model(), path, language, offset_s, watch)
+        return transcribe_file(
+            self._model(),
+            path,
+            language,
+            offset_s,
+            watch,
+            prompt=initial_prompt(prompt, vocabulary),
+        )

@@ -59,7 +59,14 @@ class FakeTranscriber:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
-        self, path: Path, language: str | None, offset_s: float, *, watch: Any = None
+        self,
+        path: Path,
+        language: str | None,
+        offset_s: float,
+        *,
+        watch: Any = None,
+        vocabulary: Any = (),
+        prompt: str | None = None,
     ) -> ChunkTranscript:
         assert path.is_file(), path
         with self._lock:
