@@ -21,6 +21,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from contracts import JobStatus, JobSubmitted, ResultDocument
+from contracts.api import DeliveryView, JobAccepted, JobPage, JobUpdate, JobView
 from contracts.layout import UPLOADS_DIR
 from contracts.routing import JOBS_PATH, job_path
 from ingest_service import idempotency, metrics
@@ -36,14 +37,7 @@ from ingest_service.renderers import RENDERERS
 from ingest_service.sources import check_source_destination, receive_source
 from ingest_service.storage import UploadWriter
 from ingest_service.text import clean_name
-from ingest_service.views import (
-    DeliveryView,
-    JobAccepted,
-    JobPage,
-    JobUpdate,
-    JobView,
-    links_for,
-)
+from ingest_service.views import links_for
 
 log = structlog.get_logger("ingest.jobs")
 

@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from contracts import JobOptions, JobStatus
+from contracts.api import DeliveryView, JobPage, JobUpdate, JobView
 from ingest_service import database, metrics
 from ingest_service.database import NewJob
 from ingest_service.job_changes import JobChanges
@@ -27,14 +28,7 @@ from ingest_service.options import speaker_hints
 from ingest_service.paging import decode_cursor, encode_cursor
 from ingest_service.problems import CannotCancel, InvalidRequest, JobNotFound, ResultNotReady
 from ingest_service.storage import remove_job_files
-from ingest_service.views import (
-    DeliveryView,
-    JobPage,
-    JobUpdate,
-    JobView,
-    delivery_views,
-    job_view,
-)
+from ingest_service.views import delivery_views, job_view
 
 #: A stream reads its job again at least this often, notification or not.
 STREAM_RECHECK_S = 5.0

@@ -16,6 +16,7 @@ import msgspec
 from contracts import JobOptions, SpeakerHints
 from contracts.messages import MAX_PROMPT_CHARS, MAX_TERM_CHARS, MAX_VOCABULARY_TERMS
 from contracts.webhook_policy import IPNetwork
+from contracts.webhook_signature import SECRET_PREFIX
 from infra.webhook_hosts import first_refusal, resolve_async
 from ingest_service.problems import InvalidOptions
 from ingest_service.text import check_json_text, check_option, clean_name
@@ -44,7 +45,6 @@ MAX_VOCABULARY_CHARS = 16 * 1024
 #: Fields checked by their own rules instead of `check_option`'s (longer than it allows).
 _LONG_FIELDS = frozenset({"metadata", "vocabulary"})
 
-WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 _SECRET_BYTES = 24
 
 
@@ -68,12 +68,12 @@ def _check_webhook_url(url: str) -> None:
 
 
 def _check_webhook_secret(secret: str) -> None:
-    raw = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    raw = secret.removeprefix(SECRET_PREFIX)
     try:
         key = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         key = b""
-    if not secret.startswith(WEBHOOK_SECRET_PREFIX) or len(key) < 16:
+    if not secret.startswith(SECRET_PREFIX) or len(key) < 16:
         raise InvalidOptions(
             "webhook_secret must be 'whsec_' followed by base64 of at least 16 random bytes",
             field="webhook_secret",
@@ -82,7 +82,7 @@ def _check_webhook_secret(secret: str) -> None:
 
 def new_webhook_secret() -> str:
     """A fresh Standard Webhooks secret: `whsec_` and base64 of random bytes."""
-    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
 
 
 def _speaker_counts(fields: Mapping[str, str]) -> dict[str, int]:

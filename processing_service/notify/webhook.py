@@ -8,10 +8,6 @@ between check and connect cannot redirect it. Redirects are not followed.
 
 from __future__ import annotations
 
-import base64
-import email.utils
-import hashlib
-import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from contracts import retry_after
 from contracts.webhook_policy import IPNetwork
+from contracts.webhook_signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from infra.webhook_hosts import first_refusal, resolve
 from processing_service.runtime.errors import PermanentError
 
@@ -51,25 +49,6 @@ class Attempt:
         """Connection errors, timeouts, 5xx, 408 and 429 are worth another attempt."""
         code = self.status_code
         return code is None or code >= 500 or code in RETRY_STATUSES
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """`v1,<base64 HMAC-SHA256 over "{id}.{timestamp}.{body}">`, keyed by the decoded secret."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def checked_address(url: str, allowed: Sequence[IPNetwork]) -> str:
@@ -108,9 +87,9 @@ def post(
         "Content-Type": "application/json",
         "User-Agent": "audio-pipeline-webhooks/1",
         "Host": parts.netloc.rsplit("@", 1)[-1],
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, message_id, timestamp, body),
+        ID_HEADER: message_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, message_id, timestamp, body),
     }
     try:
         with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
@@ -121,7 +100,10 @@ def post(
         return Attempt(None, f"{type(exc).__name__}: {exc}"[:500], _ms(started))
     error = None if response.is_success else f"HTTP {response.status_code}"
     return Attempt(
-        response.status_code, error, _ms(started), _retry_after(response.headers.get("retry-after"))
+        response.status_code,
+        error,
+        _ms(started),
+        retry_after.retry_after_s(response.headers.get("retry-after")),
     )
 
 

@@ -306,9 +306,7 @@ def test_bad_uploads_get_a_problem_and_leave_nothing_behind(
 def test_non_audio_content_type_is_refused(ingest: IngestServer) -> None:
     # application/json is the audio-by-URL submit (its own tests); text is nothing we take.
     with ingest.client() as client:
-        response = client.post(
-            "/v1/jobs", content=b"hello", headers={"Content-Type": "text/plain"}
-        )
+        response = client.post("/v1/jobs", content=b"hello", headers={"Content-Type": "text/plain"})
     assert response.status_code == 415
     assert response.headers["content-type"] == PROBLEM
     assert "audio_url" in response.json()["detail"]

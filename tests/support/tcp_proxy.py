@@ -12,8 +12,12 @@ from tests.support.servers import free_port
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to an upstream address while open; refuses while closed."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], *, lose_answers: int = 0) -> None:
+        """`lose_answers`: for that many first connections, the upstream's answer is never
+        passed on: the client's connection is cut when it arrives (the request was served,
+        the client cannot know)."""
         self.upstream = upstream
+        self.lose_answers = lose_answers
         self.port = free_port()
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
@@ -56,8 +60,20 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                lose = self.lose_answers > 0
+                self.lose_answers -= lose
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            answer = self._cut if lose else self._pump
+            threading.Thread(target=answer, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _cut(src: socket.socket, dst: socket.socket) -> None:
+        """Wait for `src` to answer, then cut `dst` without passing the answer on."""
+        with contextlib.suppress(OSError):
+            src.recv(65536)
+        for conn in (dst, src):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
