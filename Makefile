@@ -64,7 +64,7 @@ test: venv system-deps prometheus models services ## Set everything up, then run
 unit: venv system-deps services ## The fast lane: unit tests and the in-process job state machine (no weights)
 	@$(PY) -m pytest tests/unit tests/statemachine $(PYTEST_ARGS)
 
-lint: speech ## ruff (lint + format check) and mypy --strict on the four packages
+lint: speech ## ruff (lint + format check) and mypy --strict on the five packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
