@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 
 import structlog
 import uvicorn
@@ -11,6 +15,9 @@ import uvicorn
 from infra import postgres
 from ingest_service.config import get_settings
 from ingest_service.logs import configure_logging
+
+#: Where prometheus_client's multiprocess mode keeps the processes' values.
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def main() -> None:
@@ -23,16 +30,36 @@ def main() -> None:
         applied = asyncio.run(postgres.migrate(settings.database_url))
         structlog.get_logger("ingest").info("schema up to date", applied=applied)
         return
-    uvicorn.run(
-        "ingest_service.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    processes = settings.process_count
+    with _shared_metrics(processes):
+        structlog.get_logger("ingest").info("serving", processes=processes, port=settings.port)
+        uvicorn.run(
+            "ingest_service.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=processes,
+            log_config=None,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )
+
+
+@contextlib.contextmanager
+def _shared_metrics(processes: int) -> Iterator[None]:
+    """With several processes, have prometheus_client keep every process's metrics in a
+    shared directory (its multiprocess mode), so /metrics, answered by any one of them,
+    counts the whole service. The processes are spawned, so they inherit the setting."""
+    if processes == 1 or MULTIPROC_VARIABLE in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ingest-metrics-") as directory:
+        os.environ[MULTIPROC_VARIABLE] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_VARIABLE]
 
 
 if __name__ == "__main__":

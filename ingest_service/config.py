@@ -40,6 +40,10 @@ class Settings:
     host: str = "127.0.0.1"
     #: INGEST_PORT
     port: int = 8000
+    #: INGEST_PROCESSES: API processes sharing the port, each with its own outbox relay,
+    #: event-stream listener and retention sweep; 0 (the default) starts one per CPU
+    #: this process may run on.
+    processes: int = 0
     #: INGEST_MAX_UPLOAD_BYTES
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     #: INGEST_API_KEYS: comma-separated; none means an open API. Kept out of `repr` so
@@ -76,6 +80,11 @@ class Settings:
     log_format: str = "auto"
 
     @property
+    def process_count(self) -> int:
+        """How many API processes to run: INGEST_PROCESSES, or one per usable CPU."""
+        return self.processes or len(os.sched_getaffinity(0))
+
+    @property
     def retention_s(self) -> float | None:
         """Seconds a finished job is kept by default; None: for ever."""
         return self.retention_days * 86400 if self.retention_days > 0 else None
@@ -93,6 +102,7 @@ class Settings:
             storage_dir=Path(read.text("STORAGE_DIR", str(defaults.storage_dir))),
             host=read.text("INGEST_HOST", defaults.host),
             port=read.integer("INGEST_PORT", defaults.port, minimum=1),
+            processes=read.integer("INGEST_PROCESSES", defaults.processes, minimum=0),
             max_upload_bytes=read.integer(
                 "INGEST_MAX_UPLOAD_BYTES", defaults.max_upload_bytes, minimum=1
             ),

@@ -64,18 +64,50 @@ _JOB_COLUMNS = (
 )
 
 
+#: The job, its stage rows, its outbox row and its Idempotency-Key claim, written by one
+#: statement: one round trip, one transaction. With a key ($16 not null) the job is
+#: written only if the claim is: a key whose last use has lapsed is taken over, a live
+#: one claims nothing, and then nothing at all is written.
+_INSERT_JOB = """
+WITH claim AS (
+    INSERT INTO idempotency_keys (owner, key, job_id, fingerprint, response)
+    SELECT $15::text, $16::text, $1::uuid, $17::text, $18::jsonb WHERE $16::text IS NOT NULL
+    ON CONFLICT (owner, key) DO UPDATE SET
+        job_id = EXCLUDED.job_id, fingerprint = EXCLUDED.fingerprint,
+        response = EXCLUDED.response, created_at = now()
+    WHERE idempotency_keys.created_at <= now() - $19::interval
+    RETURNING true AS claimed
+), job AS (
+    INSERT INTO jobs (id, owner, original_filename, content_type, audio_format, size_bytes,
+        sha256, storage_path, options, webhook_secret, created_at, updated_at, source_url,
+        source_headers)
+    SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::text,
+        $8::text, $9::jsonb, $10::text, $11::timestamptz, $11::timestamptz, $12::text,
+        $13::jsonb
+    WHERE $16::text IS NULL OR EXISTS (SELECT FROM claim)
+    RETURNING id, created_at
+), stages AS (
+    INSERT INTO job_stages (job_id, stage, position, state)
+    SELECT job.id, s.stage, s.ord - 1, CASE WHEN s.ord = 1 THEN $20::text ELSE $21::text END
+    FROM job, unnest($14::text[]) WITH ORDINALITY AS s(stage, ord)
+), queued AS (
+    INSERT INTO outbox (message_id, job_id, queue, actor, payload)
+    SELECT $22::uuid, job.id, $23::text, $24::text, $25::jsonb FROM job
+)
+SELECT created_at FROM job
+"""
+
+
 async def insert_job(pool: asyncpg.Pool, job: NewJob) -> datetime:
-    """Write the job, its stage rows and its outbox row in one transaction."""
+    """Write the job, its stage rows and its outbox row (and its Idempotency-Key) in one
+    statement. Raises UniqueViolationError when the key is in use by another job: a
+    concurrent request with the same key won the race."""
     msg = job.message
-    job_id = uuid.UUID(msg.job_id)
-    async with pool.acquire() as conn, conn.transaction():
-        created_at: datetime = await conn.fetchval(
-            "INSERT INTO jobs (id, owner, original_filename, content_type, audio_format,"
-            " size_bytes, sha256, storage_path, options, webhook_secret, created_at,"
-            " updated_at, source_url, source_headers)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)"
-            " RETURNING created_at",
-            job_id,
+    claim = job.idempotency
+    async with pool.acquire() as conn:
+        created_at: datetime | None = await conn.fetchval(
+            _INSERT_JOB,
+            uuid.UUID(msg.job_id),
             job.owner,
             msg.original_filename,
             msg.content_type,
@@ -88,43 +120,21 @@ async def insert_job(pool: asyncpg.Pool, job: NewJob) -> datetime:
             msg.submitted_at,
             job.source_url,
             job.source_headers,
-        )
-        await conn.execute(
-            "INSERT INTO job_stages (job_id, stage, position, state)"
-            " SELECT $1, s.stage, s.ord - 1, CASE WHEN s.ord = 1 THEN $3 ELSE $4 END"
-            " FROM unnest($2::text[]) WITH ORDINALITY AS s(stage, ord)",
-            job_id,
             [stage.value for stage in PIPELINE],
+            job.owner or "",
+            None if claim is None else claim.key,
+            None if claim is None else claim.fingerprint,
+            None if claim is None else claim.response,
+            IDEMPOTENCY_TTL,
             StageState.QUEUED.value,
             StageState.PENDING.value,
-        )
-        await conn.execute(
-            "INSERT INTO outbox (message_id, job_id, queue, actor, payload)"
-            " VALUES ($1, $2, $3, $4, $5)",
             uuid.uuid4(),
-            job_id,
             SUBMIT_QUEUE,
             SUBMIT_ACTOR,
             msgspec.to_builtins(msg),
         )
-        if job.idempotency is not None:
-            # A key whose previous use has lapsed is taken over; a live one raises
-            # UniqueViolationError: a concurrent request with the same key won the race.
-            claimed = await conn.fetchval(
-                "INSERT INTO idempotency_keys (owner, key, job_id, fingerprint, response)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, key) DO UPDATE SET"
-                " job_id = EXCLUDED.job_id, fingerprint = EXCLUDED.fingerprint,"
-                " response = EXCLUDED.response, created_at = now()"
-                " WHERE idempotency_keys.created_at <= now() - $6::interval RETURNING true",
-                job.owner or "",
-                job.idempotency.key,
-                job_id,
-                job.idempotency.fingerprint,
-                job.idempotency.response,
-                IDEMPOTENCY_TTL,
-            )
-            if not claimed:
-                raise asyncpg.UniqueViolationError("idempotency key in use")
+    if created_at is None:
+        raise asyncpg.UniqueViolationError("idempotency key in use")
     return created_at
 
 

@@ -15,8 +15,12 @@ UPLOADS = Counter(
 UPLOAD_BYTES = Counter(
     "ingest_upload_bytes_received_total", "Bytes of audio received in upload bodies."
 )
+# With several API processes (INGEST_PROCESSES) the values are kept per process and
+# summed or maxed at /metrics, as `multiprocess_mode` says; one process ignores it.
 OUTBOX_BACKLOG = Gauge(
-    "ingest_outbox_backlog", "Outbox messages not yet confirmed by RabbitMQ (last relay pass)."
+    "ingest_outbox_backlog",
+    "Outbox messages not yet confirmed by RabbitMQ (last relay pass).",
+    multiprocess_mode="mostrecent",
 )
 OUTBOX_PUBLISHED = Counter(
     "ingest_outbox_published_total", "Outbox messages published and confirmed by RabbitMQ."
@@ -40,4 +44,8 @@ RETENTION_ERRORS = Counter(
 JOBS_STEERED = Counter(
     "ingest_jobs_steered_total", "Jobs cancelled or deleted by their clients.", ["action"]
 )
-EVENT_STREAMS = Gauge("ingest_event_streams", "Server-sent event streams open on this process.")
+EVENT_STREAMS = Gauge(
+    "ingest_event_streams",
+    "Server-sent event streams open (all API processes).",
+    multiprocess_mode="livesum",
+)

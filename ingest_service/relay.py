@@ -2,8 +2,9 @@
 
 Uploads commit a job row and an outbox row in one transaction and wake the relay. The
 relay locks a batch of unpublished rows (`FOR UPDATE SKIP LOCKED`, so several ingest
-instances can run relays side by side), publishes each as a Dramatiq message on the
-stage's queue, and stamps the rows confirmed. While RabbitMQ is unreachable rows simply
+processes can run relays side by side), publishes them together as Dramatiq messages on
+their stages' queues, waits for all their confirms at once, and stamps the confirmed
+rows. While RabbitMQ is unreachable rows simply
 wait, and the relay retries with exponential backoff; a crash between a confirm and the
 stamp republishes the row with the same message id, which the idempotent workers absorb.
 """
@@ -13,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiormq
 import asyncpg
 import dramatiq
-import pika
 import structlog
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from aiormq.abc import AbstractChannel, AbstractConnection
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
+from dramatiq.common import dq_name, xq_name
+from pamqp.commands import Basic
+from pamqp.common import FieldValue
 
 from ingest_service import metrics
 
@@ -28,80 +32,116 @@ log = structlog.get_logger("ingest.relay")
 
 #: Longest pause between relay attempts while RabbitMQ or Postgres is failing.
 MAX_BACKOFF_S = 30.0
+#: Seconds to connect to RabbitMQ, and to wait for a batch's confirms, before giving up.
+BROKER_TIMEOUT_S = 10.0
+#: Persistent messages, as Dramatiq publishes them.
+_PERSISTENT = 2
 
 
-def _tune(parameters: pika.ConnectionParameters) -> None:
-    # Fail fast instead of hanging when the broker is gone or blocks publishers.
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 5
-    parameters.blocked_connection_timeout = 30
+class Unconfirmed(Exception):
+    """RabbitMQ did not confirm a message (a nack, or it could not be routed)."""
 
 
 class Publisher:
-    """Publishes Dramatiq messages with confirms; all pika calls run on one thread."""
+    """Publishes outbox rows as Dramatiq messages, a batch at a time, with confirms.
 
-    def __init__(self, amqp_url: str) -> None:
+    Runs on the event loop (aiormq): a batch is published at once and its confirms are
+    awaited together, instead of one round trip per message. Queues are declared as
+    Dramatiq's RabbitMQ broker declares them (with their delay and dead-letter queues),
+    once per connection, so a message published before any worker started is kept.
+    """
+
+    def __init__(self, amqp_url: str, *, timeout_s: float = BROKER_TIMEOUT_S) -> None:
         self._amqp_url = amqp_url
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amqp-publisher")
-        self._broker: RabbitmqBroker | None = None
+        self._timeout_s = timeout_s
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._declared: set[str] = set()
 
-    def _get_broker(self) -> RabbitmqBroker:
-        if self._broker is None:
-            broker = RabbitmqBroker(url=self._amqp_url, confirm_delivery=True, middleware=[])
-            parameters = broker.parameters
-            for each in parameters if isinstance(parameters, list) else [parameters]:
-                _tune(each)
-            self._broker = broker
-        return self._broker
+    async def _open(self) -> AbstractChannel:
+        if self._channel is not None and not self._channel.is_closed:
+            return self._channel
+        await self.close()
+        async with asyncio.timeout(self._timeout_s):
+            self._connection = await aiormq.connect(self._amqp_url)
+            self._channel = await self._connection.channel(publisher_confirms=True)
+        return self._channel
 
-    def _publish_sync(
-        self, rows: Sequence[asyncpg.Record]
-    ) -> tuple[list[int], BaseException | None]:
-        published: list[int] = []
-        broker = self._get_broker()
-        for row in rows:
-            message: dramatiq.Message[Any] = dramatiq.Message(
-                queue_name=row["queue"],
-                actor_name=row["actor"],
-                args=(row["payload"],),
-                kwargs={},
-                options={},
-                message_id=str(row["message_id"]),
-                message_timestamp=int(row["created_at"].timestamp() * 1000),
-            )
-            try:
-                broker.enqueue(message)
-            except Exception as exc:  # noqa: BLE001 - any failure leaves the row for later
-                return published, exc
-            published.append(row["id"])
-        return published, None
+    async def _declare(self, channel: AbstractChannel, queue: str) -> None:
+        """Declare `queue`, its delay queue and its dead-letter queue, as Dramatiq does."""
+        if queue in self._declared:
+            return
+        dead_letters: dict[str, FieldValue] = {
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": xq_name(queue),
+        }
+        await channel.queue_declare(queue, durable=True, arguments=dead_letters)
+        await channel.queue_declare(dq_name(queue), durable=True, arguments=dead_letters)
+        await channel.queue_declare(
+            xq_name(queue), durable=True, arguments={"x-message-ttl": DEAD_MESSAGE_TTL}
+        )
+        self._declared.add(queue)
 
     async def publish(
         self, rows: Sequence[asyncpg.Record]
     ) -> tuple[list[int], BaseException | None]:
-        """Publish rows in order; return the ids confirmed and the error that stopped it."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._publish_sync, rows)
+        """Publish the rows together; the ids RabbitMQ confirmed, and the first error."""
+        try:
+            channel = await self._open()
+            for queue in dict.fromkeys(row["queue"] for row in rows):
+                await self._declare(channel, queue)
+            async with asyncio.timeout(self._timeout_s):
+                outcomes = await asyncio.gather(
+                    *(self._send(channel, row) for row in rows), return_exceptions=True
+                )
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the rows for later
+            await self.close()
+            return [], exc
+        published = [
+            row["id"] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None
+        ]
+        error = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if error is not None and not isinstance(error, Unconfirmed):
+            await self.close()  # the connection is suspect: start afresh next pass
+        return published, error
 
-    def _close_sync(self) -> None:
-        if self._broker is not None:
-            with contextlib.suppress(Exception):
-                self._broker.close()
-            self._broker = None
+    async def _send(self, channel: AbstractChannel, row: asyncpg.Record) -> None:
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=row["queue"],
+            actor_name=row["actor"],
+            args=(row["payload"],),
+            kwargs={},
+            options={},
+            message_id=str(row["message_id"]),
+            message_timestamp=int(row["created_at"].timestamp() * 1000),
+        )
+        try:
+            confirmation = await channel.basic_publish(
+                message.encode(),
+                routing_key=row["queue"],
+                properties=Basic.Properties(
+                    delivery_mode=_PERSISTENT, message_id=message.message_id
+                ),
+                mandatory=True,
+            )
+        except (aiormq.exceptions.DeliveryError, aiormq.exceptions.PublishError) as exc:
+            raise Unconfirmed(f"message {message.message_id} on {row['queue']}: {exc!r}") from exc
+        if not isinstance(confirmation, Basic.Ack):
+            raise Unconfirmed(f"message {message.message_id} on {row['queue']}: {confirmation!r}")
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close_sync)
-        self._executor.shutdown(wait=True)
+        connection, self._connection, self._channel = self._connection, None, None
+        self._declared.clear()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), self._timeout_s)
 
 
-def check_broker(amqp_url: str, timeout_s: float = 3.0) -> None:
+async def check_broker(amqp_url: str, timeout_s: float = 3.0) -> None:
     """Open and close one AMQP connection; raises if RabbitMQ does not accept it."""
-    parameters = pika.URLParameters(amqp_url)
-    _tune(parameters)
-    parameters.socket_timeout = timeout_s
-    parameters.stack_timeout = timeout_s
-    pika.BlockingConnection(parameters).close()
+    async with asyncio.timeout(timeout_s):
+        connection = await aiormq.connect(amqp_url)
+        await connection.close()
 
 
 class OutboxRelay:
@@ -160,9 +200,10 @@ class OutboxRelay:
             if published:
                 await self._mark_published(conn, published)
             if error is not None:
+                stuck = next(row["id"] for row in rows if row["id"] not in set(published))
                 await conn.execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-                    rows[len(published)]["id"],
+                    stuck,
                     repr(error)[:1000],
                 )
             backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")

@@ -5,6 +5,11 @@ file is created only once its leading bytes look like audio, grows under a hidde
 `.part` name, has its container headers checked (`ingest_service.structure`), and is
 renamed to its final name (derived from the job id, never from the client's file name)
 once complete. Anything that goes wrong removes it, a full volume included.
+
+Durability, before the 202: the file's data is flushed (`fdatasync`, in a thread), and
+after the rename the directory is flushed too, so that the name survives a crash. The
+directory flush is shared: concurrent uploads wait for one `fsync` of the directory that
+started after their own rename (`DirectorySync`), instead of one each.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import contextlib
 import hashlib
 import os
 import shutil
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 from contracts.layout import UPLOADS_DIR, work_dir
 from ingest_service.problems import EmptyUpload, UnsupportedAudio, UploadTooLarge
@@ -78,7 +84,8 @@ class UploadWriter:
                 accepted=[f.value for f in AudioFormat],
             )
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._file = self._part_path.open("wb")
+        # Read back by the structure check through the same handle: no second open.
+        self._file = self._part_path.open("w+b")
         self._file.write(self._head)
         self._head = bytearray()
 
@@ -91,14 +98,15 @@ class UploadWriter:
         assert self._file is not None
         assert self._format is not None
         self._file.flush()
-        with self._part_path.open("rb") as stored:
-            check_structure(stored, self.size, self._format)
+        check_structure(self._file, self.size, self._format)
         if self._fsync:
-            await asyncio.to_thread(os.fsync, self._file.fileno())
+            await asyncio.to_thread(os.fdatasync, self._file.fileno())
         self._file.close()
         name = f"{self._job_id}.{self._format.value}"
         self._final_path = self._dir / name
         self._part_path.rename(self._final_path)
+        if self._fsync:
+            await DirectorySync.of(self._dir).sync()
         return StoredUpload(
             relative_path=f"{UPLOADS_DIR}/{name}",
             path=self._final_path,
@@ -116,6 +124,54 @@ class UploadWriter:
         for path in (self._part_path, self._final_path):
             if path is not None:
                 path.unlink(missing_ok=True)
+
+
+class DirectorySync:
+    """Group-committed `fsync` of one directory, for the entries renamed into it.
+
+    A caller's rename is durable once an fsync of the directory that *started after* it
+    has finished. Callers take a ticket after their rename; one fsync at a time runs,
+    covering every ticket taken before it started, so a burst of N uploads costs a few
+    directory flushes instead of N. One instance per directory and process.
+    """
+
+    #: Per event loop (its lock belongs to one), then per directory.
+    _instances: ClassVar[
+        weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, DirectorySync]]
+    ] = weakref.WeakKeyDictionary()
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._lock = asyncio.Lock()
+        self._issued = 0  # tickets handed out
+        self._covered = 0  # tickets a finished fsync covers
+
+    @classmethod
+    def of(cls, directory: Path) -> DirectorySync:
+        per_loop = cls._instances.setdefault(asyncio.get_running_loop(), {})
+        found = per_loop.get(directory)
+        if found is None:
+            found = per_loop[directory] = cls(directory)
+        return found
+
+    async def sync(self) -> None:
+        """Return once the directory has been flushed after this call began."""
+        self._issued += 1
+        ticket = self._issued
+        async with self._lock:
+            if self._covered >= ticket:
+                return  # an fsync that started after our rename has finished
+            covers = self._issued
+            await asyncio.to_thread(_fsync_directory, self._directory)
+            self._covered = covers
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_job_files(storage_dir: Path, job_id: str, storage_path: str | None) -> int:

@@ -40,6 +40,9 @@ class IsolatedEnv:
             STORAGE_DIR=str(self.storage_dir),
             LOG_FORMAT="json",
             PYTHONUNBUFFERED="1",
+            # One API process unless a test asks for more (INGEST_PROCESSES defaults to
+            # one per CPU): quicker to start, one stream of logs.
+            INGEST_PROCESSES="1",
         )
         env.update(extra)
         return env

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ def test_defaults_need_no_environment() -> None:
     assert settings.max_upload_bytes == DEFAULT_MAX_UPLOAD_BYTES == 2 * 1024**3
     assert settings.api_keys == ()
     assert settings.fsync_uploads is True
+    # One API process per CPU this process may use.
+    assert settings.process_count == len(os.sched_getaffinity(0))
+    assert Settings.from_env({"INGEST_PROCESSES": "3"}).process_count == 3
 
 
 def test_environment_overrides() -> None:
@@ -41,6 +45,8 @@ def test_environment_overrides() -> None:
         {"INGEST_FSYNC_UPLOADS": "maybe"},
         {"LOG_FORMAT": "xml"},
         {"OUTBOX_POLL_INTERVAL_S": "-1"},
+        {"INGEST_PROCESSES": "-1"},
+        {"INGEST_PROCESSES": "two"},
     ],
 )
 def test_bad_values_are_named(env: dict[str, str]) -> None:
