@@ -24,6 +24,7 @@ from contracts.routing import STAGE_QUEUES
 from infra.logs import configure_logging
 from infra.postgres import migrate
 from processing_service.runtime.config import Settings, get_settings
+from processing_service.runtime.priority import own_cpu_group
 from processing_service.supervisor import PoolSpec, Supervisor
 
 POOLS: dict[str, tuple[Stage, ...]] = {
@@ -49,6 +50,7 @@ def pool_command(
         str(threads or (p.heavy_threads if heavy else p.light_threads)),
         "--nice",
         str(p.nice),
+        *(["--io-idle"] if p.io_idle else []),
         "--queues",
         *(STAGE_QUEUES[stage] for stage in (stages or POOLS[pool])),
     ]
@@ -117,6 +119,8 @@ def main() -> int:
     except ValueError as exc:
         parser.error(str(exc))
     settings = get_settings()
+    if settings.pools.nice:
+        own_cpu_group(settings.pools.nice)
     asyncio.run(migrate(settings.database_url))
 
     names = list(POOLS) if args.pool == "all" else [args.pool]

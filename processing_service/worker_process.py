@@ -20,6 +20,7 @@ from types import FrameType
 import dramatiq
 from dramatiq import Worker
 
+from processing_service.runtime.priority import lower_priority
 from processing_service.worker import setup
 
 #: Environment variable naming the pipe the process writes one byte to once it consumes.
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queues", nargs="+", required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--nice", type=int, default=0, help="CPU niceness added at start")
+    parser.add_argument("--io-idle", action="store_true", help="run in the idle I/O class")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -56,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
-    if args.nice:
-        os.nice(args.nice)
+    if not lower_priority(args.nice, io_idle=args.io_idle):
+        print("worker: could not move to the idle I/O class", file=sys.stderr)
 
     setup()
     broker = dramatiq.get_broker()

@@ -272,7 +272,12 @@ class PoolSettings:
     heavy_metrics_port: int = 9192  #: HEAVY_METRICS_PORT
     #: WORKER_NICE: CPU niceness added to every worker process, so that a busy pool
     #: yields the CPU to the ingest API on a shared host (0 = the supervisor's own).
-    nice: int = 10
+    #: 19, the lowest priority: at 10 the API still fell to 0.64x its rate beside busy
+    #: workers (make bench-ingest).
+    nice: int = 19
+    #: WORKER_IO_IDLE: worker processes use the idle I/O class, so that the API's fsyncs
+    #: are not queued behind their writes.
+    io_idle: bool = True
     restarts: RestartPolicy = RestartPolicy()
 
     @classmethod
@@ -287,6 +292,7 @@ class PoolSettings:
             light_metrics_port=env.integer("LIGHT_METRICS_PORT", d.light_metrics_port, 1),
             heavy_metrics_port=env.integer("HEAVY_METRICS_PORT", d.heavy_metrics_port, 1),
             nice=env.integer("WORKER_NICE", d.nice, 0),
+            io_idle=env.flag("WORKER_IO_IDLE", d.io_idle),
             restarts=RestartPolicy.from_env(env),
         )
 

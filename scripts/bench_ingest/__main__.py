@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -13,17 +14,19 @@ from typing import Any
 import scripts.bench_ingest as package
 from scripts.bench_ingest import GIB, KIB, MIB, REPO_ROOT
 from scripts.bench_ingest.bodies import multipart_body, wav_file_bytes
+from scripts.bench_ingest.compare import run_comparisons
 from scripts.bench_ingest.load import WRK_LUA, LoadSpec, ensure_wrk
-from scripts.bench_ingest.profile import profile_run
 from scripts.bench_ingest.report import (
+    comparisons,
     filesystem_of,
-    fsync_ratios,
     git_info,
     machine_info,
     print_summary,
+    targets,
 )
 from scripts.bench_ingest.runs import Bench, start_ingest
 from tests.support.isolation import isolated
+from tests.support.servers import IngestServer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,19 +36,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=doc.split("\n\n")[0] if doc else None,
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/ingest.json")
-    parser.add_argument("--duration", type=int, default=20, help="seconds per measured run")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
         "--sizes", default="64KiB,1MiB", help="comma-separated WAV file sizes (KiB/MiB)"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="measured runs per size")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison")
+    parser.add_argument(
+        "--processes", type=int, default=0, help="API (and baseline) processes; 0: one per CPU"
+    )
     parser.add_argument("--log-level", default="WARNING", help="the server's LOG_LEVEL")
     parser.add_argument(
         "--big-bytes", type=int, default=GIB, help="size of the streamed upload (0: skip)"
     )
-    parser.add_argument("--no-fsync-compare", action="store_true", help="skip the fsync=false")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated comparisons to leave out: baseline, workers, processes, fsync",
+    )
     parser.add_argument("--drain-timeout", type=float, default=180.0)
     parser.add_argument("--profile", action="store_true", help="also profile with py-spy")
     parser.add_argument(
@@ -69,6 +79,8 @@ def parse_size(text: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = ensure_wrk()
+    skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+    processes = args.processes or len(os.sched_getaffinity(0))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log_path = args.out.with_suffix(".log")
     log_path.write_text("")
@@ -83,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "wrk_threads": args.threads,
             "log_level": args.log_level,
-            "repeat": args.repeat,
-            "server": "python -m ingest_service serve (1 uvicorn process, uvloop, httptools)",
+            "rounds": args.rounds,
+            "processes": processes,
+            "server": "python -m ingest_service serve (uvicorn, uvloop, httptools)",
+            "baseline": "scripts/bench_ingest/baseline_app.py: FastAPI + Celery + Redis"
+            " (blocking copy, one INSERT, apply_async, no worker), same uvicorn set-up",
             "request": "multipart POST /v1/jobs, keep-alive, one 'file' part",
             "server_root": str(args.server_root),
         },
-        "runs": [],
     }
     with (
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
@@ -108,47 +122,28 @@ def main(argv: list[str] | None = None) -> int:
                     label, size, body, args.duration, args.warmup, args.connections, args.threads
                 )
             )
-        for fsync in (True,) if args.no_fsync_compare else (True, False):
-            print(f"ingest with INGEST_FSYNC_UPLOADS={str(fsync).lower()}", flush=True)
-            server = start_ingest(
-                env, log_path, fsync=fsync, log_level=args.log_level, root=args.server_root
-            )
-            try:
-                for spec in bench.specs:
-                    for _ in range(args.repeat):
-                        run = bench.load_run(server, spec, fsync=fsync)
-                        print(
-                            f"  {spec.label}: {run['uploads_per_s']} uploads/s,"
-                            f" p50 {run['latency_ms']['p50']} ms,"
-                            f" p99 {run['latency_ms']['p99']} ms, {run['errors']} errors,"
-                            f" RSS peak {run['rss_peak_mib']} MiB",
-                            flush=True,
-                        )
-                        results["runs"].append(run)
-                if fsync and args.big_bytes:
-                    print(f"  streaming a {args.big_bytes / GIB:.2f} GiB raw upload", flush=True)
-                    results["large_upload"] = bench.big_upload(server)
-                for spec in bench.specs if args.profile else []:
-                    print(f"  profiling the {spec.label} load with py-spy", flush=True)
-                    key = f"{spec.label}_fsync_{'on' if fsync else 'off'}"
-                    results.setdefault("profile", {})[key] = profile_run(
-                        bench, server, spec, fsync=fsync
-                    )
-            finally:
-                server.stop()
-    results["fsync_ratio"] = fsync_ratios(results["runs"])
-    peaks = [r["vmhwm_mib"] for r in results["runs"]]
-    if "large_upload" in results:
-        peaks.append(results["large_upload"]["vmhwm_mib"])
-    results["server_peak_rss_mib"] = max(peaks, default=None)
+
+        def start(n: int, *, fsync: bool = True) -> IngestServer:
+            return start_ingest(
+                env, log_path, fsync=fsync, log_level=args.log_level, root=args.server_root,
+                processes=n,
+            )  # fmt: skip
+
+        results.update(run_comparisons(bench, start, processes, skip))
+    results["targets"] = targets(results)
     results["finished_at"] = datetime.now(UTC).isoformat()
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print_summary(results)
     print(f"\nwritten to {args.out} (server log: {log_path})")
-    failed = [r for r in results["runs"] if r["errors"]]
+    errors = [
+        (name, side)
+        for name, comparison in comparisons(results)
+        for side, outcome in comparison.items()
+        if outcome["summary"]["errors"]
+    ]
     big = results.get("large_upload")
-    if failed or (big and (big["status"] != 202 or not big["sha256_match"])):
-        print("FAILED: some uploads were not accepted (see errors above)", file=sys.stderr)
+    if errors or (big and (big["status"] != 202 or not big["sha256_match"])):
+        print(f"FAILED: some uploads were not accepted: {errors}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tests.support.memory import tree_pids
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -60,6 +62,8 @@ class CpuAccount:
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
+        #: The server and its descendants (several API processes under one supervisor).
+        self.server_pids: set[int] = {server_pid}
         self._before: dict[int, tuple[str, int]] = {}
         self._machine_before = (0, 0)
         self._children_before = 0.0
@@ -68,7 +72,7 @@ class CpuAccount:
         self._t0 = 0.0
 
     def _group(self, pid: int, comm: str) -> str:
-        if pid == self.server_pid:
+        if pid in self.server_pids:
             return "ingest"
         if pid == os.getpid():
             return "bench_script"
@@ -76,9 +80,12 @@ class CpuAccount:
             return "postgres"
         if comm.startswith(("beam", "erl", "epmd", "inet_gethost")):
             return "rabbitmq"
+        if comm.startswith("redis"):
+            return "redis"
         return "other"
 
     def start(self) -> None:
+        self.server_pids = set(tree_pids(self.server_pid))
         self._t0 = time.monotonic()
         self._machine_before = _machine_ticks()
         self._cpu_line_before = _cpu_line()

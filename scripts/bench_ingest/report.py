@@ -65,23 +65,70 @@ def git_info() -> dict[str, Any]:
     }
 
 
-def fsync_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """uploads/s with fsync off over fsync on, per size (means over repeats)."""
-    ratios: dict[str, Any] = {}
-    for size in dict.fromkeys(run["size"] for run in runs):
+def comparisons(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every side-by-side comparison of the results, named."""
+    found = [
+        (f"versus_baseline {size}", c) for size, c in results.get("versus_baseline", {}).items()
+    ]
+    found += [
+        (name, results[name]) for name in ("workers_busy", "processes", "fsync") if name in results
+    ]
+    return found
 
-        def mean(fsync: bool, size: str = size) -> float | None:
-            values = [r["uploads_per_s"] for r in runs if r["size"] == size and r["fsync"] is fsync]
-            return sum(values) / len(values) if values else None
 
-        on, off = mean(True), mean(False)
-        if on and off:
-            ratios[size] = {
-                "fsync_on_uploads_per_s": round(on, 1),
-                "fsync_off_uploads_per_s": round(off, 1),
-                "off_over_on": round(off / on, 2),
-            }
-    return ratios
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, each with the figures that decide it and whether it holds."""
+    found: dict[str, Any] = {}
+    for size, comparison in results.get("versus_baseline", {}).items():
+        api, base = comparison["api"]["summary"], comparison["baseline"]["summary"]
+        speedup = _ratio(api["uploads_per_s"], base["uploads_per_s"])
+        found[f"throughput_vs_baseline_{size}"] = {
+            "api_uploads_per_s": api["uploads_per_s"],
+            "baseline_uploads_per_s": base["uploads_per_s"],
+            "ratio": speedup,
+            "api_p99_ms": api["p99_ms"],
+            "baseline_p99_ms": base["p99_ms"],
+            "api_cpu_ms_per_upload": api["server_cpu_ms_per_upload"],
+            "baseline_cpu_ms_per_upload": base["server_cpu_ms_per_upload"],
+            "target": ">= 2x the baseline's uploads/s, p99 no worse",
+            "met": bool(speedup and speedup >= 2 and api["p99_ms"] <= base["p99_ms"]),
+        }
+        found[f"outbox_lag_{size}"] = {
+            "p99_ms": api["outbox_lag_p99_ms"],
+            "target": "p99 <= 1 s at the sustained rate",
+            "met": api["outbox_lag_p99_ms"] is not None and api["outbox_lag_p99_ms"] <= 1000,
+        }
+    if "workers_busy" in results:
+        alone = results["workers_busy"]["alone"]["summary"]["uploads_per_s"]
+        busy = results["workers_busy"]["workers_busy"]["summary"]["uploads_per_s"]
+        share = _ratio(busy, alone)
+        found["rate_with_workers_busy"] = {
+            "alone_uploads_per_s": alone,
+            "workers_busy_uploads_per_s": busy,
+            "ratio": share,
+            "target": ">= 0.8x the rate alone",
+            "met": bool(share and share >= 0.8),
+        }
+    if "processes" in results:
+        one, many = (c["summary"]["uploads_per_s"] for c in results["processes"].values())
+        found["processes"] = {"ratio_many_over_one": _ratio(many, one)}
+    if "fsync" in results:
+        on = results["fsync"]["fsync"]["summary"]["uploads_per_s"]
+        off = results["fsync"]["no_fsync"]["summary"]["uploads_per_s"]
+        found["fsync_cost"] = {"ratio_off_over_on": _ratio(off, on)}
+    big = results.get("large_upload")
+    if big:
+        found["memory_during_1gib_upload"] = {
+            "rss_before_mib": big["rss_before_mib"],
+            "rss_peak_mib": big["rss_peak_mib"],
+            "target": "flat (peak within 32 MiB of the start)",
+            "met": big["rss_peak_mib"] - big["rss_before_mib"] <= 32,
+        }
+    return found
 
 
 def print_summary(results: dict[str, Any]) -> None:
@@ -90,39 +137,23 @@ def print_summary(results: dict[str, Any]) -> None:
         f"ingest benchmark: {results['machine']['nproc']} x {results['machine']['cpu_model']},"
         f" commit {results['git']['commit'][:12]}, {results['config']['connections']}"
         f" connections, {results['config']['duration_s']} s per run,"
-        f" LOG_LEVEL={results['config']['log_level']}"
+        f" {results['config']['rounds']} alternating rounds, medians"
     )
     header = (
-        f"{'size':>7} {'fsync':>5} {'uploads/s':>9} {'MiB/s':>7} {'p50 ms':>7} {'p99 ms':>7}"
-        f" {'errors':>6} {'RSS peak':>8} {'ingest%':>7} {'pg%':>5} {'amqp%':>5} {'wrk%':>5}"
-        f" {'other%':>6} {'loop%':>5} {'ms/upl':>6}"
-        f" {'relay/s':>7}"
+        f"{'comparison':<22} {'side':<14} {'uploads/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'cpu ms/upl':>10} {'lag p99 ms':>10} {'errors':>6}"
     )
     print(header)
     print("-" * len(header))
-    for run in results["runs"]:
-        cores = run["cpu"]["cores_pct"]
-        relay = run["relay"]["publish_rate_per_s"]
-        print(
-            f"{run['size']:>7} {'on' if run['fsync'] else 'off':>5} {run['uploads_per_s']:>9.1f}"
-            f" {run['upload_mib_per_s']:>7.1f} {run['latency_ms']['p50']:>7.1f}"
-            f" {run['latency_ms']['p99']:>7.1f} {run['errors']:>6}"
-            f" {run['rss_peak_mib']:>6.0f}Mi {cores.get('ingest', 0):>7.0f}"
-            f" {cores.get('postgres', 0):>5.0f} {cores.get('rabbitmq', 0):>5.0f}"
-            f" {cores.get('wrk', 0):>5.0f}"
-            f" {cores.get('other', 0):>6.0f} {run['cpu']['ingest_main_thread_pct']:>5.0f}"
-            f" {run['ingest_cpu_ms_per_upload']:>6.2f} {relay if relay is not None else '-':>7}"
-        )
-    print(
-        f"(CPU columns: % of one core, {results['machine']['nproc']} cores in all; loop% ="
-        " the ingest event loop's thread; ms/upl = ingest CPU ms per accepted upload;"
-        " other% = the rest of the machine, i.e. work unrelated to the benchmark)"
-    )
-    for size, ratio in results["fsync_ratio"].items():
-        print(
-            f"fsync off/on at {size}: {ratio['fsync_off_uploads_per_s']:.1f} /"
-            f" {ratio['fsync_on_uploads_per_s']:.1f} uploads/s = x{ratio['off_over_on']}"
-        )
+    for name, comparison in comparisons(results):
+        for side, outcome in comparison.items():
+            m = outcome["summary"]
+            lag = m["outbox_lag_p99_ms"]
+            print(
+                f"{name:<22} {side:<14} {m['uploads_per_s']:>9} {m['p50_ms']:>7} {m['p99_ms']:>7}"
+                f" {m['server_cpu_ms_per_upload']:>10} {lag if lag is not None else '-':>10}"
+                f" {m['errors']:>6}"
+            )
     big = results.get("large_upload")
     if big:
         print(
@@ -132,6 +163,11 @@ def print_summary(results: dict[str, Any]) -> None:
             f" {big['answer_after_body_s']:.1f} s after the body); server RSS"
             f" {big['rss_before_mib']:.0f} MiB before, {big['rss_peak_mib']:.0f} MiB peak"
         )
+    print("targets:")
+    for name, target in results["targets"].items():
+        verdict = {True: "MET", False: "NOT MET"}.get(target.get("met"), "-")
+        figures = {k: v for k, v in target.items() if k not in ("target", "met")}
+        print(f"  {name}: {verdict} {target.get('target', '')} {figures}")
     for mode, prof in results.get("profile", {}).items():
         if not prof.get("profile"):
             continue

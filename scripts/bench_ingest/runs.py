@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from scripts.bench_ingest import GIB, KIB, MIB
 from scripts.bench_ingest.bodies import make_big_wav, sha256_file
@@ -20,6 +21,15 @@ from tests.support.isolation import IsolatedEnv
 from tests.support.memory import RssSampler, read_status_kib, reset_peak_rss
 from tests.support.servers import IngestServer
 
+
+class Server(Protocol):
+    """What a measured run needs of a server: this API or the baseline."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
 #: Free disk kept on top of what a run may write (uploads are kept until the end).
 RESERVE_BYTES = 2 * GIB
 #: Upload rate assumed when estimating how much a run may write.
@@ -27,11 +37,18 @@ RATE_FOR_DISK_ESTIMATE = 500
 
 
 def start_ingest(
-    env: IsolatedEnv, log_path: Path, *, fsync: bool, log_level: str, root: Path
+    env: IsolatedEnv,
+    log_path: Path,
+    *,
+    fsync: bool,
+    log_level: str,
+    root: Path,
+    processes: int = 1,
 ) -> IngestServer:
     """`python -m ingest_service serve` from the tree `root`, with the benchmark's settings."""
     environ = {
         **os.environ,
+        "INGEST_PROCESSES": str(processes),
         "DATABASE_URL": env.database_url,
         "AMQP_URL": env.amqp_url,
         "STORAGE_DIR": str(env.storage_dir),
@@ -40,7 +57,7 @@ def start_ingest(
         "LOG_FORMAT": "json",
     }
     with log_path.open("ab") as log:
-        log.write(f"\n==== ingest fsync={fsync} log_level={log_level}\n".encode())
+        log.write(f"\n==== ingest fsync={fsync} processes={processes}\n".encode())
     return IngestServer(environ, log_path, cwd=root, healthy_within_s=60)
 
 
@@ -83,11 +100,15 @@ class Bench:
     log_path: Path
     specs: list[LoadSpec] = field(default_factory=list)
 
-    def load_run(self, server: IngestServer, spec: LoadSpec, *, fsync: bool) -> dict[str, Any]:
-        """Warm up, then one measured wrk run with RSS and CPU accounting."""
+    def load_run(
+        self, server: Server, spec: LoadSpec, *, fsync: bool, relay: bool = True
+    ) -> dict[str, Any]:
+        """Warm up, then one measured wrk run with RSS and CPU accounting (and, for this
+        API, the outbox relay's lag and drain; `relay=False` for the baseline)."""
         if spec.warmup_s:
             run_wrk(self.wrk, self.lua, server.url, spec, spec.warmup_s)
-        relay_stats(self.env.database_url, datetime.now(UTC), self.args.drain_timeout)
+        if relay:
+            relay_stats(self.env.database_url, datetime.now(UTC), self.args.drain_timeout)
         seconds_planned = spec.duration_s + spec.warmup_s
         cleared = make_room(
             self.workdir,
@@ -98,12 +119,14 @@ class Bench:
         hwm_reset = reset_peak_rss(server.process.pid)
         since = datetime.now(UTC)
         cpu = CpuAccount(server.process.pid)
-        with RssSampler(server.process.pid) as rss:
+        with RssSampler(server.process.pid, tree=True) as rss:
             cpu.start()
             result = run_wrk(self.wrk, self.lua, server.url, spec, spec.duration_s)
             cpu_used = cpu.stop()
         status = read_status_kib(server.process.pid)
-        relay = relay_stats(self.env.database_url, since, self.args.drain_timeout)
+        relayed = (
+            relay_stats(self.env.database_url, since, self.args.drain_timeout) if relay else None
+        )
         seconds = result["duration_us"] / 1e6
         errors = (
             result["non_202"]
@@ -154,7 +177,7 @@ class Bench:
             "vmhwm_mib": round(status.get("VmHWM", 0) / KIB, 1),
             "vmhwm_is_per_run": hwm_reset,
             "cpu": {**cpu_used, "background_before_run_cores_pct": background},
-            "relay": relay,
+            "relay": relayed,
             "uploads_removed_before_run_for_disk_space": cleared,
         }
 
