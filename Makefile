@@ -80,7 +80,7 @@ replay-dlq: venv services ## List dead letters and move them back (QUEUE=name|al
 	@$(PY) -m processing_service.replay --queue $(or $(QUEUE),all) $(if $(LIMIT),--limit $(LIMIT)) \
 		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
 
-bench-ingest: venv services ## Upload throughput, latency and memory of the ingest API -> bench/ingest.json
+bench-ingest: venv system-deps models services ## The ingest API side by side with a FastAPI + Celery baseline, beside busy workers, 1 vs N processes -> bench/ingest.json
 	@$(PY) -m scripts.bench_ingest --out bench/ingest.json $(BENCH_ARGS)
 
 bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json

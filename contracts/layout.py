@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import uuid
 
-#: Uploads, one file per job: `uploads/<job id>.<format>` (`.<job id>.part` while arriving).
+#: Uploads, one file per job: `uploads/<job id>.<format>`.
 UPLOADS_DIR = "uploads"
+#: Uploads while they arrive: `incoming/<job id>.part`, renamed into `uploads/` once
+#: complete. Apart, so that creating them never waits for a flush of `uploads/`.
+INCOMING_DIR = "incoming"
 #: Work files of the workers, one directory per job: `work/<job id>/`.
 WORK_DIR = "work"
 
@@ -21,7 +24,8 @@ def work_dir(job_id: str) -> str:
 
 
 def owning_job(name: str) -> uuid.UUID | None:
-    """The job id a file or directory name under `uploads/` or `work/` belongs to."""
+    """The job id a file or directory name under `uploads/`, `incoming/` or `work/`
+    belongs to."""
     stem = name.lstrip(".").split(".", 1)[0]
     try:
         return uuid.UUID(stem)

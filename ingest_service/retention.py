@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from contracts.layout import UPLOADS_DIR, WORK_DIR, owning_job
+from contracts.layout import INCOMING_DIR, UPLOADS_DIR, WORK_DIR, owning_job
 from ingest_service import database, metrics
 from ingest_service.storage import remove_job_files
 
@@ -131,10 +131,11 @@ class RetentionSweep:
         return removed
 
     def _old_entries(self) -> dict[uuid.UUID, list[Path]]:
-        """Entries of uploads/ and work/ older than the grace period, by owning job."""
+        """Entries of uploads/, incoming/ and work/ older than the grace period, by owning
+        job."""
         cutoff = time.time() - self._orphan_grace_s
         found: dict[uuid.UUID, list[Path]] = {}
-        for top in (UPLOADS_DIR, WORK_DIR):
+        for top in (UPLOADS_DIR, INCOMING_DIR, WORK_DIR):
             directory = self._storage_dir / top
             if not directory.is_dir():
                 continue

@@ -8,7 +8,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,6 +15,7 @@ from contracts import JobSubmitted
 from contracts.routing import SUBMIT_ACTOR, SUBMIT_QUEUE
 from tests.support.audio import wav_bytes
 from tests.support.backends import query, wait_for_message
+from tests.support.jobs import stored_uploads
 from tests.support.servers import IngestServer, IsolatedEnv
 
 PROBLEM = "application/problem+json"
@@ -35,9 +35,8 @@ def job_count(env: IsolatedEnv) -> int:
     return int(query(env.database_url, "SELECT count(*) FROM jobs")[0][0])
 
 
-def stored_files(env: IsolatedEnv) -> list[Path]:
-    uploads = env.storage_dir / "uploads"
-    return sorted(uploads.iterdir()) if uploads.exists() else []
+def stored_files(env: IsolatedEnv) -> list[str]:
+    return stored_uploads(env.storage_dir)
 
 
 def test_accepted_upload_is_recorded_stored_and_published(

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.audio import ffmpeg_tone, wav_bytes, wav_header
 from tests.support.backends import query
+from tests.support.jobs import stored_uploads
 from tests.support.servers import IngestServer, IsolatedEnv
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.volumes import small_volume
@@ -38,8 +39,7 @@ def job_count(env: IsolatedEnv) -> int:
 
 
 def stored(storage_dir: Path) -> list[str]:
-    uploads = storage_dir / "uploads"
-    return sorted(p.name for p in uploads.iterdir()) if uploads.exists() else []
+    return stored_uploads(storage_dir)
 
 
 # --- Postgres unreachable --------------------------------------------------------------
@@ -303,5 +303,6 @@ def test_a_full_volume_answers_507_and_leaves_no_partial_file(
             assert small.status_code == 202, "the space was given back"
     finally:
         server.stop()
-        with contextlib.suppress(OSError):
-            shutil.rmtree(full_volume / "uploads")
+        for top in ("uploads", "incoming"):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(full_volume / top)

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.audio import wav_bytes
 from tests.support.backends import query
+from tests.support.jobs import stored_uploads
 from tests.support.servers import IngestServer, IsolatedEnv
 
 LIMIT = 1024 * 1024
@@ -30,8 +31,7 @@ def server(
 
 
 def _leftovers(env: IsolatedEnv) -> list[str]:
-    uploads = env.storage_dir / "uploads"
-    return sorted(p.name for p in uploads.iterdir()) if uploads.exists() else []
+    return stored_uploads(env.storage_dir)
 
 
 def _request_head(port: int, headers: str) -> socket.socket:

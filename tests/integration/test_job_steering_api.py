@@ -271,6 +271,10 @@ def test_retention_sweep_deletes_expired_jobs_and_orphans_only(
             hour_ago = time.time() - 3600
             old_orphan = storage / "uploads" / f"{uuid.uuid4()}.wav"
             old_orphan.write_bytes(b"RIFF")
+            # An upload that never finished arriving (its process died mid-body).
+            old_partial = storage / "incoming" / f"{uuid.uuid4()}.part"
+            old_partial.parent.mkdir(exist_ok=True)
+            old_partial.write_bytes(b"RIFF")
             old_work = storage / "work" / str(uuid.uuid4())
             old_work.mkdir(parents=True)
             (old_work / "audio.wav").write_bytes(b"RIFF")
@@ -278,7 +282,7 @@ def test_retention_sweep_deletes_expired_jobs_and_orphans_only(
             fresh_orphan.write_bytes(b"RIFF")
             foreign = storage / "uploads" / "README.txt"
             foreign.write_text("not ours")
-            for path in (old_orphan, old_work, old_work / "audio.wav", foreign):
+            for path in (old_orphan, old_partial, old_work, old_work / "audio.wav", foreign):
                 os.utime(path, (hour_ago, hour_ago))
             # The kept job's own upload is old too: it has a job, so it stays.
             for path in files_of(storage, kept):
@@ -289,6 +293,7 @@ def test_retention_sweep_deletes_expired_jobs_and_orphans_only(
                 if (
                     client.get(f"/v1/jobs/{expired}").status_code == 404
                     and not old_orphan.exists()
+                    and not old_partial.exists()
                     and not old_work.exists()
                 ):
                     break
@@ -300,6 +305,7 @@ def test_retention_sweep_deletes_expired_jobs_and_orphans_only(
         assert files_of(storage, kept)
         assert files_of(storage, running)
         assert not old_orphan.exists()
+        assert not old_partial.exists()
         assert not old_work.exists()
         assert fresh_orphan.exists()
         assert foreign.exists()
@@ -312,7 +318,7 @@ def test_retention_sweep_deletes_expired_jobs_and_orphans_only(
                 for what in counted:
                     if line.startswith(f'ingest_retention_deleted_total{{what="{what}"}}'):
                         counted[what] += float(line.split()[-1])
-        assert counted == {"job": 1.0, "orphan_file": 2.0}
+        assert counted == {"job": 1.0, "orphan_file": 3.0}
     finally:
         for server in servers:
             server.stop()

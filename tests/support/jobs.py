@@ -41,3 +41,14 @@ def wait_for_job(
 def stage(job: dict[str, Any], name: str) -> dict[str, Any]:
     found: dict[str, Any] = next(s for s in job["stages"] if s["name"] == name)
     return found
+
+
+def stored_uploads(storage_dir: Path) -> list[str]:
+    """The files under `uploads/` and `incoming/` (uploads still arriving), as
+    `dir/name`: what uploads left in storage."""
+    return sorted(
+        f"{top}/{p.name}"
+        for top in ("uploads", "incoming")
+        if (storage_dir / top).is_dir()
+        for p in (storage_dir / top).iterdir()
+    )
