@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiormq
 import asyncpg
 import dramatiq
 import structlog
 from aiormq.abc import AbstractChannel, AbstractConnection
+from aiormq.channel import Channel
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
 from dramatiq.common import dq_name, xq_name
 from pamqp.commands import Basic
@@ -55,16 +56,18 @@ class Publisher:
         self._amqp_url = amqp_url
         self._timeout_s = timeout_s
         self._connection: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._channel: Channel | None = None
         self._declared: set[str] = set()
 
-    async def _open(self) -> AbstractChannel:
+    async def _open(self) -> Channel:
         if self._channel is not None and not self._channel.is_closed:
             return self._channel
         await self.close()
         async with asyncio.timeout(self._timeout_s):
             self._connection = await aiormq.connect(self._amqp_url)
-            self._channel = await self._connection.channel(publisher_confirms=True)
+            # aiormq's Channel: its abstract type does not declare basic_publish's `wait`.
+            channel = await self._connection.channel(publisher_confirms=True)
+            self._channel = cast(Channel, channel)
         return self._channel
 
     async def _declare(self, channel: AbstractChannel, queue: str) -> None:
@@ -105,7 +108,7 @@ class Publisher:
             await self.close()  # the connection is suspect: start afresh next pass
         return published, error
 
-    async def _send(self, channel: AbstractChannel, row: asyncpg.Record) -> None:
+    async def _send(self, channel: Channel, row: asyncpg.Record) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=row["queue"],
             actor_name=row["actor"],
@@ -123,6 +126,10 @@ class Publisher:
                     delivery_mode=_PERSISTENT, message_id=message.message_id
                 ),
                 mandatory=True,
+                # Not waiting for each message's frames to be written lets the whole batch
+                # go out in one turn of the event loop (each wait is a turn: with the loop
+                # busy with uploads, a batch of 100 took ~250 ms); the confirm is awaited.
+                wait=False,
             )
         except (aiormq.exceptions.DeliveryError, aiormq.exceptions.PublishError) as exc:
             raise Unconfirmed(f"message {message.message_id} on {row['queue']}: {exc!r}") from exc

@@ -1,0 +1,84 @@
+"""Each 30 s window is encoded once: the word-timestamp pass (and any temperature
+fallback) reuses the decoding's encoding, with the same words and times as without."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("whisper")
+
+from processing_service.transcribe.weights import load_whisper_checkpoint
+from processing_service.transcribe.whisper import (
+    _EncoderReuse,
+    resolve_model,
+    reuse_encodings,
+    transcribe_file,
+)
+from tests.support.models import MODEL_CACHE_DIR, provision
+from tests.support.speech import concatenate, speak
+
+pytestmark = [
+    pytest.mark.models,
+    pytest.mark.filterwarnings("ignore:unclosed file:ResourceWarning"),
+]
+
+PARTS = [
+    "The budget review starts at ten o'clock tomorrow morning in the large room.",
+    "Maria will send the updated spending report to everyone before Friday.",
+    "We decided to move the public release to the middle of April.",
+    "The support team needs two more people before the summer holidays begin.",
+]
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 40 s of speech: two whisper windows."""
+    folder = tmp_path_factory.mktemp("speech")
+    parts = [speak(text, folder / f"part{i}.wav") for i, text in enumerate(PARTS * 2)]
+    return concatenate(parts, folder / "meeting.wav", gap_s=0.8)
+
+
+def fresh_model() -> object:
+    provision("processing_service.transcribe.weights", "--model", "tiny.en")  # when missing
+    return load_whisper_checkpoint(resolve_model("tiny.en", MODEL_CACHE_DIR))
+
+
+class Counting:
+    """An encoder forward that counts its calls."""
+
+    def __init__(self, forward: object) -> None:
+        self.forward = forward
+        self.calls = 0
+
+    def __call__(self, mel: object) -> object:
+        self.calls += 1
+        return self.forward(mel)  # type: ignore[operator]
+
+
+def test_each_window_is_encoded_once_with_the_same_words_and_times(speech: Path) -> None:
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(2)
+    plain = fresh_model()
+    counted = Counting(plain.encoder.forward)  # type: ignore[attr-defined]
+    plain.encoder.forward = counted  # type: ignore[attr-defined]
+    torch.manual_seed(0)  # a temperature fallback samples: the same draws for both
+    expected = transcribe_file(plain, speech, "en", 0.0)
+
+    reusing = fresh_model()
+    reuse = reuse_encodings(reusing)
+    assert reuse_encodings(reusing) is reuse  # once only
+    assert isinstance(reusing.encoder.forward, _EncoderReuse)  # type: ignore[attr-defined]
+    torch.manual_seed(0)
+    got = transcribe_file(reusing, speech, "en", 0.0)
+
+    assert got == expected
+    assert sum(len(s.words) for s in got.segments) > 20
+    # Without reuse every window is encoded at least twice (decode, then align words).
+    windows = reuse.computed
+    assert windows >= 2
+    assert counted.calls >= 2 * windows
+    assert reuse.reused >= windows
