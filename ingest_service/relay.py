@@ -4,9 +4,9 @@ Uploads commit a job row and an outbox row in one transaction and wake the relay
 relay locks a batch of unpublished rows (`FOR UPDATE SKIP LOCKED`, so several ingest
 processes can run relays side by side), publishes them together as Dramatiq messages on
 their stages' queues, waits for all their confirms at once, and stamps the confirmed
-rows. While RabbitMQ is unreachable rows simply
-wait, and the relay retries with exponential backoff; a crash between a confirm and the
-stamp republishes the row with the same message id, which the idempotent workers absorb.
+rows. While RabbitMQ is unreachable rows simply wait, and the relay retries with
+exponential backoff; a crash (or a timeout) between a confirm and the stamp republishes
+the row with the same message id, which the idempotent workers absorb.
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ class Publisher:
             row["id"] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None
         ]
         error = next((o for o in outcomes if isinstance(o, BaseException)), None)
-        if error is not None and not isinstance(error, Unconfirmed):
+        if isinstance(error, Unconfirmed):
+            self._declared.clear()  # a queue deleted under us: declare it again next pass
+        elif error is not None:
             await self.close()  # the connection is suspect: start afresh next pass
         return published, error
 
