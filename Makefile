@@ -18,7 +18,7 @@ export WHISPER_MODEL ?= base
 export PYANNOTE_METRICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline bench-diarize bench-accuracy replay-dlq deploy-check clean
+.PHONY: help run test unit lint format services migrate system-deps prometheus speech models bench-ingest bench-pipeline bench-transcribe bench-diarize bench-accuracy replay-dlq deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ bench-ingest: venv system-deps models services ## The ingest API side by side wi
 
 bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
 	@$(PY) -m scripts.bench_pipeline --out bench/pipeline.json $(BENCH_ARGS)
+
+bench-transcribe: venv system-deps models ## Bare whisper vs the transcribe stage (encoder reuse, beam 5): RTF, WER, peak RSS, tiny.en and base -> bench/transcribe.json
+	@$(PY) -m processing_service.transcribe.weights --model base --cache-dir $(MODEL_CACHE_DIR) >/dev/null
+	@$(PY) -m scripts.bench_transcribe --out bench/transcribe.json $(BENCH_ARGS)
 
 bench-diarize: venv system-deps models ## Diarization RTF, DER and peak RSS per segmentation step on a generated 10 min conversation -> bench/diarize.json
 	@$(PY) -m scripts.bench_diarize --out bench/diarize.json $(BENCH_ARGS)

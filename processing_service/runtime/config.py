@@ -153,6 +153,10 @@ class ModelSettings:
     whisper_model: str = "tiny.en"
     #: TORCH_THREADS: torch threads per worker process; 0 lets torch decide.
     torch_threads: int = 0
+    #: TRANSCRIBE_BEAM_SIZE: 1 decodes greedily (whisper's default); more keeps that
+    #: many hypotheses (and samples as many at a temperature fallback): slower, and
+    #: usually more accurate.
+    beam_size: int = 1
 
     @classmethod
     def from_env(cls, env: Env) -> ModelSettings:
@@ -161,6 +165,7 @@ class ModelSettings:
             cache_dir=Path(env.text("MODEL_CACHE_DIR", str(d.cache_dir))),
             whisper_model=env.text("WHISPER_MODEL", d.whisper_model),
             torch_threads=env.integer("TORCH_THREADS", d.torch_threads),
+            beam_size=env.integer("TRANSCRIBE_BEAM_SIZE", d.beam_size, 1),
         )
 
 

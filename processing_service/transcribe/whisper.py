@@ -199,6 +199,7 @@ def transcribe_file(
     watch: Watch | None = None,
     *,
     prompt: str | None = None,
+    beam_size: int = 1,
 ) -> ChunkTranscript:
     """Transcribe one audio file; times in the result are shifted by `offset_s`.
 
@@ -221,6 +222,7 @@ def transcribe_file(
             verbose=None,
             initial_prompt=None if prompt is None else _fitted_prompt(model, prompt),
             carry_initial_prompt=prompt is not None,
+            **({"beam_size": beam_size, "best_of": beam_size} if beam_size > 1 else {}),
         )
     finally:
         _running.watch = None
@@ -274,4 +276,5 @@ class WhisperTranscriber:
             offset_s,
             watch,
             prompt=initial_prompt(prompt, vocabulary),
+            beam_size=self._models.beam_size,
         )

@@ -82,3 +82,29 @@ def test_each_window_is_encoded_once_with_the_same_words_and_times(speech: Path)
     assert windows >= 2
     assert counted.calls >= 2 * windows
     assert reuse.reused >= windows
+
+
+def test_the_beam_size_setting_reaches_whisper(tmp_path: Path) -> None:
+    from processing_service.runtime.config import ModelSettings  # noqa: PLC0415
+    from processing_service.transcribe.whisper import WhisperTranscriber, get_model  # noqa: PLC0415
+
+    settings = ModelSettings(MODEL_CACHE_DIR, "tiny.en", torch_threads=2, beam_size=5)
+    model = get_model(settings.whisper_model, settings.cache_dir, settings.torch_threads)
+    asked: list[tuple[int | None, int | None]] = []
+    decode = model.decode
+
+    def recording(mel: object, options: object) -> object:
+        asked.append((options.beam_size, options.best_of))  # type: ignore[attr-defined]
+        return decode(mel, options)
+
+    model.decode = recording
+    try:
+        clip = speak("The budget review starts at ten tomorrow.", tmp_path / "clip.wav")
+        result = WhisperTranscriber(settings)(clip, "en", 0.0)
+    finally:
+        del model.decode  # the class's own again
+    assert "budget" in " ".join(s.text for s in result.segments).lower()
+    assert asked
+    # Beam search at temperature 0; a fallback samples best_of candidates instead.
+    assert all(beam == 5 or (beam is None and best_of == 5) for beam, best_of in asked)
+    assert asked[0][0] == 5  # the first try of a window is at temperature 0

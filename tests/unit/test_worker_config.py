@@ -15,6 +15,8 @@ def test_defaults_need_no_environment() -> None:
     assert settings.diarization.block_s == 1800.0
     assert settings.diarization.max_duration_s == 4 * 3600
     assert all(p.time_limit_ms <= MAX_HELD_MS for p in settings.policies.values())
+    assert settings.models.beam_size == 1  # greedy, as whisper decodes by default
+    assert (settings.pools.nice, settings.pools.io_idle) == (19, True)
 
 
 def test_environment_overrides() -> None:
@@ -26,8 +28,13 @@ def test_environment_overrides() -> None:
             "DIARIZE_TIME_LIMIT_S": "1200",
             "DIARIZE_MAX_RETRIES": "0",
             "HF_TOKEN": "hf_secret",
+            "TRANSCRIBE_BEAM_SIZE": "5",
+            "WORKER_NICE": "5",
+            "WORKER_IO_IDLE": "false",
         }
     )
+    assert settings.models.beam_size == 5
+    assert (settings.pools.nice, settings.pools.io_idle) == (5, False)
     assert settings.diarization.segmentation_step == 0.1
     assert settings.diarization.block_s == 0.0  # never split
     assert settings.diarization.max_duration_s == 0.0  # no limit
@@ -48,6 +55,8 @@ def test_environment_overrides() -> None:
         {"DIARIZE_TIME_LIMIT_S": "3600"},
         {"CHUNK_OVERLAP_S": "400"},
         {"TORCH_THREADS": "1.5"},
+        {"TRANSCRIBE_BEAM_SIZE": "0"},
+        {"WORKER_IO_IDLE": "sometimes"},
     ],
 )
 def test_bad_values_are_named(env: dict[str, str]) -> None:

@@ -1,0 +1,217 @@
+"""Transcription speed and accuracy: bare openai-whisper against the transcribe stage's
+own settings, side by side -> bench/transcribe.json.
+
+`make bench-transcribe` runs this (`python -m scripts.bench_transcribe`). Configurations:
+
+* ``bare``: `model.transcribe` as the worker called it before this benchmark existed
+  (greedy with temperature fallback, word timestamps; every window encoded twice);
+* ``stage``: the stage's default, `transcribe_file` with each window encoded once;
+* ``beam5``: the same with TRANSCRIBE_BEAM_SIZE=5.
+
+Each configuration of each model runs in a fresh process (spawned), loads the model and
+warms up on a short clip first (numba's JIT for word timestamps), then transcribes every
+recording: the pyannote sample (real speech, its STM transcript) and generated meetings
+(espeak-ng voices reading known sentences, `tests.support.diarization_audio.meeting`).
+Reported per configuration: RTF over all the audio, WER over all the words (reference
+and hypothesis normalised alike), the word timings' agreement with ``bare`` (mean
+absolute difference of the start of words that both found at the same position), and
+the process's peak RSS. The order of the configurations alternates between models, so
+that a machine getting busier tilts none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scripts.bench_ingest.report import git_info, machine_info
+from tests.support.diarization_audio import TUNING_VOICES, meeting
+from tests.support.models import MODEL_CACHE_DIR, provision
+from tests.support.speech import duration_s, speak
+from tests.support.wer import normalize_words, word_edit_distance
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ("bare", "stage", "beam5")
+
+
+@dataclass(frozen=True)
+class Recording:
+    name: str
+    wav: str
+    seconds: float
+    text: str
+
+
+def recordings(work: Path, meetings: int) -> list[Recording]:
+    found = []
+    try:
+        import pyannote.audio  # noqa: PLC0415
+
+        folder = Path(pyannote.audio.__file__).parent / "sample"
+        stm = (folder / "sample.stm").read_text(encoding="utf-8").splitlines()
+        text = " ".join(
+            line.split(maxsplit=5)[5]
+            for line in stm
+            if not line.startswith(";;") and len(line.split(maxsplit=5)) == 6
+        )
+        wav = folder / "sample.wav"
+        found.append(Recording("pyannote-sample", str(wav), duration_s(wav), text))
+    except (ImportError, OSError):
+        print("pyannote's sample is not installed: generated meetings only", file=sys.stderr)
+    for i in range(meetings):
+        conv = meeting(work / f"meeting{i}.wav", TUNING_VOICES, 3 + i % 3, seed=200 + i)
+        text = " ".join(t.text for t in conv.turns)
+        found.append(Recording(f"meeting-{3 + i % 3}v-{i}", str(conv.wav), conv.duration, text))
+    return found
+
+
+def run_config(config: str, model_name: str, threads: int, items: list[dict[str, Any]],
+               warmup: str) -> dict[str, Any]:  # fmt: skip
+    """In a fresh process: load, warm up, transcribe every recording with `config`."""
+    import torch  # noqa: PLC0415
+
+    from processing_service.transcribe.weights import load_whisper_checkpoint  # noqa: PLC0415
+    from processing_service.transcribe.whisper import (  # noqa: PLC0415
+        resolve_model,
+        reuse_encodings,
+        transcribe_file,
+    )
+
+    torch.set_num_threads(threads)
+    model = load_whisper_checkpoint(resolve_model(model_name, MODEL_CACHE_DIR))
+    if config != "bare":
+        reuse_encodings(model)
+    beam = 5 if config == "beam5" else 1
+    language = None if model.is_multilingual else "en"
+    transcribe_file(model, Path(warmup), language, 0.0, beam_size=beam)
+    results = []
+    for item in items:
+        torch.manual_seed(0)
+        started = time.perf_counter()
+        transcript = transcribe_file(model, Path(item["wav"]), language, 0.0, beam_size=beam)
+        seconds = time.perf_counter() - started
+        words = [w for s in transcript.segments for w in s.words]
+        results.append(
+            {
+                "name": item["name"],
+                "seconds": round(seconds, 2),
+                "rtf": round(seconds / item["seconds"], 4),
+                "text": " ".join(s.text for s in transcript.segments),
+                "word_starts": [[w.word, w.start] for w in words],
+            }
+        )
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"config": config, "model": model_name, "recordings": results,
+            "peak_rss_mib": round(rss_mib, 1)}  # fmt: skip
+
+
+def timing_error_ms(base: list[list[Any]], other: list[list[Any]]) -> float | None:
+    """Mean |start difference| of words found at the same position with the same text."""
+    pairs = [
+        abs(a[1] - b[1])
+        for a, b in zip(base, other, strict=False)
+        if a[0].strip().lower() == b[0].strip().lower()
+    ]
+    return round(1000 * statistics.mean(pairs), 1) if pairs else None
+
+
+def summarise(run: dict[str, Any], items: list[Recording], bare: dict[str, Any] | None) -> None:
+    by_name = {r.name: r for r in items}
+    errors = words = 0
+    audio = spent = 0.0
+    timing = []
+    for row in run["recordings"]:
+        reference = normalize_words(by_name[row["name"]].text)
+        hypothesis = normalize_words(row["text"])
+        row["wer"] = round(word_edit_distance(reference, hypothesis) / max(len(reference), 1), 4)
+        errors += word_edit_distance(reference, hypothesis)
+        words += len(reference)
+        audio += by_name[row["name"]].seconds
+        spent += row["seconds"]
+        if bare is not None:
+            base = next(r for r in bare["recordings"] if r["name"] == row["name"])
+            error = timing_error_ms(base["word_starts"], row["word_starts"])
+            if error is not None:
+                timing.append(error)
+        del row["word_starts"]
+    run["rtf"] = round(spent / audio, 4)
+    run["wer"] = round(errors / max(words, 1), 4)
+    run["word_start_error_vs_bare_ms"] = round(statistics.mean(timing), 1) if timing else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_transcribe")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/transcribe.json")
+    parser.add_argument("--models", default="tiny.en,base")
+    parser.add_argument("--meetings", type=int, default=4, help="generated meetings")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    work = REPO_ROOT / "var" / "bench-transcribe"
+    work.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        provision("processing_service.transcribe.weights", "--model", model)
+    items = recordings(work, args.meetings)
+    warmup = speak("A short sentence to warm the model up.", work / "warmup.wav")
+    audio_s = sum(r.seconds for r in items)
+    print(f"{len(items)} recordings, {audio_s:.0f} s of audio", flush=True)
+    results: dict[str, Any] = {
+        "benchmark": "transcribe",
+        "started_at": datetime.now(UTC).isoformat(),
+        "machine": machine_info(),
+        "git": git_info(),
+        "config": {
+            "threads": args.threads,
+            "models": models,
+            "configs": configs,
+            "audio_s": round(audio_s, 1),
+            "recordings": [asdict(r) | {"text": None} for r in items],
+        },
+        "runs": {},
+    }
+    spawn = multiprocessing.get_context("spawn")
+    for index, model in enumerate(models):
+        order = configs if index % 2 == 0 else configs[::-1]
+        runs: dict[str, dict[str, Any]] = {}
+        for config in order:
+            with spawn.Pool(1) as pool:
+                runs[config] = pool.apply(
+                    run_config,
+                    (config, model, args.threads, [asdict(r) for r in items], str(warmup)),
+                )
+            print(f"  {model} {config}: done", flush=True)
+        for config in configs:
+            summarise(runs[config], items, runs.get("bare") if config != "bare" else None)
+            run = runs[config]
+            print(f"{model:<8} {config:<6} RTF {run['rtf']:.4f}  WER {run['wer']:.4f}"
+                  f"  word start vs bare {run['word_start_error_vs_bare_ms']} ms"
+                  f"  peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
+        if "bare" in runs:
+            for config in configs:
+                runs[config]["speedup_vs_bare"] = round(
+                    runs["bare"]["rtf"] / runs[config]["rtf"], 2
+                )
+                runs[config]["wer_points_vs_bare"] = round(
+                    100 * (runs[config]["wer"] - runs["bare"]["wer"]), 2
+                )
+        results["runs"][model] = runs
+    results["finished_at"] = datetime.now(UTC).isoformat()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
