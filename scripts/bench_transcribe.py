@@ -6,7 +6,7 @@ own settings, side by side -> bench/transcribe.json.
 * ``bare``: `model.transcribe` as the worker called it before this benchmark existed
   (greedy with temperature fallback, word timestamps; every window encoded twice);
 * ``stage``: the stage's default, `transcribe_file` with each window encoded once;
-* ``beam5``: the same with TRANSCRIBE_BEAM_SIZE=5.
+* ``beamN`` (``beam2`` and ``beam5`` by default): the same with TRANSCRIBE_BEAM_SIZE=N.
 
 Each configuration of each model runs in a fresh process (spawned), loads the model and
 warms up on a short clip first (numba's JIT for word timestamps), then transcribes every
@@ -22,6 +22,7 @@ that a machine getting busier tilts none of them.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import multiprocessing
 import resource
@@ -40,7 +41,7 @@ from tests.support.speech import duration_s, speak
 from tests.support.wer import normalize_words, word_edit_distance
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("bare", "stage", "beam5")
+CONFIGS = ("bare", "stage", "beam2", "beam5")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def run_config(config: str, model_name: str, threads: int, items: list[dict[str,
     model = load_whisper_checkpoint(resolve_model(model_name, MODEL_CACHE_DIR))
     if config != "bare":
         reuse_encodings(model)
-    beam = 5 if config == "beam5" else 1
+    beam = int(config.removeprefix("beam")) if config.startswith("beam") else 1
     language = None if model.is_multilingual else "en"
     transcribe_file(model, Path(warmup), language, 0.0, beam_size=beam)
     results = []
@@ -115,11 +116,14 @@ def run_config(config: str, model_name: str, threads: int, items: list[dict[str,
 
 
 def timing_error_ms(base: list[list[Any]], other: list[list[Any]]) -> float | None:
-    """Mean |start difference| of words found at the same position with the same text."""
+    """Mean |start difference| of the words both transcripts have, matched by aligning
+    the two word sequences (difflib), so that an inserted or dropped word shifts nothing."""
+    a = [str(w[0]).strip().lower() for w in base]
+    b = [str(w[0]).strip().lower() for w in other]
     pairs = [
-        abs(a[1] - b[1])
-        for a, b in zip(base, other, strict=False)
-        if a[0].strip().lower() == b[0].strip().lower()
+        abs(base[block.a + k][1] - other[block.b + k][1])
+        for block in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks()
+        for k in range(block.size)
     ]
     return round(1000 * statistics.mean(pairs), 1) if pairs else None
 
@@ -142,7 +146,6 @@ def summarise(run: dict[str, Any], items: list[Recording], bare: dict[str, Any] 
             error = timing_error_ms(base["word_starts"], row["word_starts"])
             if error is not None:
                 timing.append(error)
-        del row["word_starts"]
     run["rtf"] = round(spent / audio, 4)
     run["wer"] = round(errors / max(words, 1), 4)
     run["word_start_error_vs_bare_ms"] = round(statistics.mean(timing), 1) if timing else None
@@ -197,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model:<8} {config:<6} RTF {run['rtf']:.4f}  WER {run['wer']:.4f}"
                   f"  word start vs bare {run['word_start_error_vs_bare_ms']} ms"
                   f"  peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
+        for run in runs.values():
+            for row in run["recordings"]:
+                del row["word_starts"]  # compared above; too long to keep
         if "bare" in runs:
             for config in configs:
                 runs[config]["speedup_vs_bare"] = round(
