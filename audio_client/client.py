@@ -53,6 +53,10 @@ class RetryPolicy:
     #: The longest `Retry-After` honoured as given; a longer one is cut to this.
     max_retry_after_s: float = 300.0
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("a retry policy needs at least one attempt")
+
     def delay_s(self, retry: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number `retry` (0 first)."""
         if retry_after is not None:

@@ -11,16 +11,14 @@ import logging
 
 from infra import logs
 
-#: pika logs every failed connection attempt at ERROR with a traceback; the relay and the
-#: readiness probe report broker outages themselves, once per attempt.
-QUIET = {"pika": logging.CRITICAL}
+#: aiormq logs every failed connection attempt at ERROR; the relay and the readiness
+#: probe report broker outages themselves, once per attempt.
+QUIET = {"aiormq": logging.CRITICAL}
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Set up logging for the API process; call once per process."""
     logs.configure_logging(level, fmt, quiet=QUIET)
-    # The relay only publishes through dramatiq's broker; its INFO lines are noise here.
-    logging.getLogger("dramatiq").setLevel(max(logging.WARNING, logging.getLogger().level))
     # uvicorn's access log duplicates our one line per request; its error log stays.
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

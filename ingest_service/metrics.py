@@ -16,7 +16,8 @@ UPLOAD_BYTES = Counter(
     "ingest_upload_bytes_received_total", "Bytes of audio received in upload bodies."
 )
 # With several API processes (INGEST_PROCESSES) the values are kept per process and
-# summed or maxed at /metrics, as `multiprocess_mode` says; one process ignores it.
+# combined at /metrics as `multiprocess_mode` says (counters are summed); one process
+# ignores it.
 OUTBOX_BACKLOG = Gauge(
     "ingest_outbox_backlog",
     "Outbox messages not yet confirmed by RabbitMQ (last relay pass).",

@@ -128,9 +128,10 @@ class Publisher:
                     delivery_mode=_PERSISTENT, message_id=message.message_id
                 ),
                 mandatory=True,
-                # Not waiting for each message's frames to be written lets the whole batch
-                # go out in one turn of the event loop (each wait is a turn: with the loop
-                # busy with uploads, a batch of 100 took ~250 ms); the confirm is awaited.
+                # Not waiting for each message's frames to be written (a turn of the
+                # event loop per message, under the channel's lock) lets the whole batch
+                # go out at once; the confirm is still awaited. Measured on a loop busy
+                # with uploads: outbox lag p99 1.9 s waiting, 0.36 s not.
                 wait=False,
             )
         except (aiormq.exceptions.DeliveryError, aiormq.exceptions.PublishError) as exc:

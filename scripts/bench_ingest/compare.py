@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from scripts.bench_ingest import GIB, REPO_ROOT
 from scripts.bench_ingest.load import LoadSpec
 from scripts.bench_ingest.profile import profile_run
@@ -31,7 +29,7 @@ from scripts.bench_ingest.runs import Bench, Server
 from tests.support.isolation import IsolatedEnv, free_port
 from tests.support.memory import tree_pids
 from tests.support.models import MODEL_CACHE_DIR
-from tests.support.servers import IngestServer, Worker
+from tests.support.servers import IngestServer, Worker, wait_healthy
 
 #: The baseline's own environment, pinned; made on first use.
 BASELINE_VENV = REPO_ROOT / ".venv-baseline"
@@ -117,18 +115,9 @@ class BaselineServer:
             cwd=REPO_ROOT, env=environ, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the baseline exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit("the baseline did not become healthy")
+        if not wait_healthy(self.url, self.process, 60):
+            self.stop()
+            raise SystemExit(f"the baseline did not become healthy (see {log_path})")
 
     def stop(self) -> None:
         if self.process.poll() is None:

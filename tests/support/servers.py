@@ -15,7 +15,15 @@ import httpx
 from tests.support.isolation import IsolatedEnv, free_port
 
 # IsolatedEnv and free_port live in tests.support.isolation; many tests import them here.
-__all__ = ["REPO_ROOT", "IngestServer", "IsolatedEnv", "ServiceProcess", "Worker", "free_port"]
+__all__ = [
+    "REPO_ROOT",
+    "IngestServer",
+    "IsolatedEnv",
+    "ServiceProcess",
+    "Worker",
+    "free_port",
+    "wait_healthy",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +68,20 @@ class ServiceProcess:
         self._log.close()
 
 
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Whether `url`/healthz answered 200 within `timeout_s`; False at once if the
+    process exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 class IngestServer(ServiceProcess):
     """`python -m ingest_service serve` on a free port, once it answers /healthz."""
 
@@ -78,18 +100,10 @@ class IngestServer(ServiceProcess):
         self._wait_healthy(healthy_within_s)
 
     def _wait_healthy(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"ingest exited with {self.process.returncode}:\n{self.log_text()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        if wait_healthy(self.url, self.process, timeout_s):
+            return
+        if self.process.poll() is not None:
+            raise RuntimeError(f"ingest exited with {self.process.returncode}:\n{self.log_text()}")
         self.stop()
         raise RuntimeError(f"ingest did not become healthy:\n{self.log_text()}")
 
