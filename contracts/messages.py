@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 #: Revision of the message schemas in this module; bump when a message gains a field.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Speaker counts above this are refused: no real meeting needs more, and the diarization
 #: clustering cost grows with it.
@@ -153,6 +153,9 @@ class StageRequested(msgspec.Struct, frozen=True, tag="stage.requested", tag_fie
     #: The job generation that asks; workers drop a request of an older generation (a
     #: delayed retry from before a re-diarization). None: unknown, processed as current.
     generation: int | None = None
+    #: Which part of the stage: a diarize block's index (version 2). None: the whole
+    #: stage, which then plans its parts and sends one message per part.
+    part: int | None = None
     version: int = SCHEMA_VERSION
 
 

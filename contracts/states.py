@@ -63,10 +63,21 @@ FINISHED_STATES = frozenset(
 )
 
 
-def next_stage(stage: Stage) -> Stage | None:
-    """The stage that runs after `stage`, None after the last."""
-    index = PIPELINE.index(stage)
-    return PIPELINE[index + 1] if index + 1 < len(PIPELINE) else None
+#: The stages each stage waits for. Diarization needs only the normalized audio, so it
+#: runs alongside transcription; it finishes by attributing the transcript's words, once
+#: both are there. Analysis waits for both.
+REQUIRES: dict[Stage, tuple[Stage, ...]] = {
+    Stage.SPLIT: (),
+    Stage.TRANSCRIBE: (Stage.SPLIT,),
+    Stage.DIARIZE: (Stage.SPLIT,),
+    Stage.ANALYZE: (Stage.TRANSCRIBE, Stage.DIARIZE),
+    Stage.NOTIFY: (Stage.ANALYZE,),
+}
+
+
+def followers(stage: Stage) -> tuple[Stage, ...]:
+    """The stages that wait for `stage`, in pipeline order."""
+    return tuple(s for s in PIPELINE if stage in REQUIRES[s])
 
 
 class DeliveryState(enum.StrEnum):

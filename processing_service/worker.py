@@ -37,7 +37,12 @@ from processing_service.notify import stage as notify_stage
 from processing_service.runtime import metrics
 from processing_service.runtime.config import Settings, get_settings
 from processing_service.runtime.context import StageContext
-from processing_service.runtime.errors import InvalidMessage, JobCancelled, PermanentError
+from processing_service.runtime.errors import (
+    InvalidMessage,
+    JobCancelled,
+    PermanentError,
+    StageSettled,
+)
 from processing_service.runtime.middleware import (
     JobContext,
     StageEvents,
@@ -107,6 +112,8 @@ def _actor(
             handler(resources.context, message)
         except JobCancelled:
             _let_go(resources.context, stage, message)
+        except StageSettled as exc:
+            log.info("stage settled meanwhile; message dropped", reason=str(exc))
 
     return run
 

@@ -11,7 +11,9 @@ Pure numpy and the standard library (no torch), so they are cheap to unit-test:
   linkage on cosine distance, never joining two speakers of the same block (pyannote
   already told them apart), stopping at ``threshold`` — unless a hint forces it:
   merging stops at ``min_speakers`` and continues (same-block pairs allowed as a last
-  resort) down to ``max_speakers``.
+  resort) down to ``max_speakers``;
+* ``link_blocks`` turns the blocks' diarizations (``BlockDiarization``, diarized
+  apart, possibly by different workers) into the recording's speaker turns.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ from __future__ import annotations
 import itertools
 import math
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from contracts import SpeakerTurn
+from processing_service.diarize.found import BlockDiarization
 
 Array = npt.NDArray[Any]
 #: How far (seconds) a cut may move from its nominal position to find a pause.
@@ -71,6 +78,13 @@ def plan_blocks(wav: wave.Wave_read, block_s: float) -> list[tuple[int, int]]:
     cuts = [_quietest(wav, round(i * total / count), search) for i in range(1, count)]
     edges = [0, *cuts, total]
     return list(itertools.pairwise(edges))
+
+
+def plan_spans(wav_path: Path, block_s: float) -> list[tuple[float, float]]:
+    """``plan_blocks`` of a WAV file, in seconds."""
+    with wave.open(str(wav_path), "rb") as wav:
+        rate = wav.getframerate()
+        return [(start / rate, stop / rate) for start, stop in plan_blocks(wav, block_s)]
 
 
 @dataclass(frozen=True)
@@ -188,3 +202,38 @@ def join_at_boundaries(
             prev = out[match]
             out[match] = type(prev)(prev.start, max(prev.end, turn.end), prev.speaker)
     return out
+
+
+def link_blocks(
+    blocks: Sequence[BlockDiarization],
+    *,
+    threshold: float,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+) -> list[SpeakerTurn]:
+    """The recording's speaker turns from its blocks' diarizations, in time order.
+
+    Each block's labels are mapped to global speakers by ``link_speakers``; a speaker's
+    turn that a block boundary cut in two is joined again. One block: its turns as they are.
+    """
+    ordered = sorted(blocks, key=lambda b: b.start_s)
+    if len(ordered) == 1:
+        return sorted(ordered[0].turns, key=lambda t: (t.start, t.end))
+    speakers: list[BlockSpeaker] = []
+    for index, block in enumerate(ordered):
+        speech: dict[str, float] = {}
+        for turn in block.turns:
+            speech[turn.speaker] = speech.get(turn.speaker, 0.0) + turn.end - turn.start
+        for label, seconds in speech.items():
+            centroid = block.centroids.get(label)
+            vector = None if centroid is None else np.asarray(centroid, dtype=np.float64)
+            speakers.append(BlockSpeaker(index, label, vector, seconds))
+    mapping = link_speakers(
+        speakers, threshold=threshold, min_speakers=min_speakers, max_speakers=max_speakers
+    )
+    merged = [
+        SpeakerTurn(t.start, t.end, mapping[index, t.speaker])
+        for index, block in enumerate(ordered)
+        for t in block.turns
+    ]
+    return join_at_boundaries(merged, [block.start_s for block in ordered[1:]])

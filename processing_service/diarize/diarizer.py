@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import SpeakerHints, SpeakerTurn
+from processing_service.diarize.found import BlockDiarization
 from processing_service.diarize.weights import (
     OFFLINE,
     DiarizationWeights,
@@ -125,57 +126,67 @@ class Diarizer:
         Hints follow pyannote: ``num_speakers`` overrides the bounds. ``exclusive``
         returns pyannote's exclusive diarization (no overlapping turns). ``watch`` is
         called with the fraction done after each batch of segmentation or embedding;
-        an exception it raises stops the diarization.
+        an exception it raises stops the diarization. A recording longer than
+        ``block_s`` is diarized block by block (``diarize_span``) and linked
+        (``blocks.link_blocks``), as the diarize stage does over several messages.
         """
-        from processing_service.diarize.blocks import (  # noqa: PLC0415 - needs numpy
-            BlockSpeaker,
-            join_at_boundaries,
-            link_speakers,
-            plan_blocks,
-            read_block,
-        )
+        from processing_service.diarize.blocks import link_blocks, plan_spans  # noqa: PLC0415
 
         if num_speakers is not None:
             min_speakers = max_speakers = num_speakers
         if min_speakers and max_speakers and min_speakers > max_speakers:
             raise ValueError(f"min_speakers {min_speakers} > max_speakers {max_speakers}")
-        with self._lock, wave.open(str(wav_path), "rb") as wav:
-            blocks = plan_blocks(wav, self.block_s)
-            if len(blocks) == 1:
-                turns, _ = self._run(
-                    read_block(wav, *blocks[0]), wav.getframerate(), 0.0, num_speakers,
-                    min_speakers, max_speakers, exclusive, _BlockProgress(watch, 0, 1),
-                )  # fmt: skip
-                return turns
-            rate = wav.getframerate()
-            per_block: list[list[SpeakerTurn]] = []
-            speakers: list[BlockSpeaker] = []
-            for index, (start, stop) in enumerate(blocks):
-                turns, centroids = self._run(
-                    read_block(wav, start, stop), rate, start / rate, None, None,
-                    max_speakers, exclusive, _BlockProgress(watch, index, len(blocks)),
-                )  # fmt: skip
-                per_block.append(turns)
-                speech: dict[str, float] = {}
-                for turn in turns:
-                    speech[turn.speaker] = speech.get(turn.speaker, 0.0) + turn.end - turn.start
-                speakers += [
-                    BlockSpeaker(index, label, centroids.get(label), speech[label])
-                    for label in speech
-                ]
-        mapping = link_speakers(
-            speakers,
+        spans = plan_spans(wav_path, self.block_s)
+        if len(spans) == 1:
+            return self.diarize_span(
+                wav_path, *spans[0], num_speakers=num_speakers, min_speakers=min_speakers,
+                max_speakers=max_speakers, exclusive=exclusive, watch=watch,
+            ).turns  # fmt: skip
+        found = []
+        for index, (start_s, end_s) in enumerate(spans):
+            scaled = None if watch is None else _Scaled(watch, index, len(spans))
+            block = self.diarize_span(
+                wav_path, start_s, end_s, max_speakers=max_speakers, exclusive=exclusive,
+                watch=scaled,
+            )  # fmt: skip
+            found.append(block)
+        return link_blocks(
+            found,
             threshold=self.link_threshold,
             min_speakers=min_speakers,
             max_speakers=max_speakers,
         )
-        merged = [
-            SpeakerTurn(t.start, t.end, mapping[index, t.speaker])
-            for index, turns in enumerate(per_block)
-            for t in turns
-        ]
-        boundaries = [start / rate for start, _ in blocks[1:]]
-        return join_at_boundaries(merged, boundaries)
+
+    def diarize_span(
+        self,
+        wav_path: Path,
+        start_s: float,
+        end_s: float,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        exclusive: bool = False,
+        watch: Watch | None = None,
+    ) -> BlockDiarization:
+        """One block of a WAV, read alone: turns in recording time, labels of its own,
+        and each label's centroid embedding (for ``blocks.link_blocks``)."""
+        from processing_service.diarize.blocks import read_block  # noqa: PLC0415 - numpy
+
+        with self._lock, wave.open(str(wav_path), "rb") as wav:
+            rate = wav.getframerate()
+            start = min(max(round(start_s * rate), 0), wav.getnframes())
+            stop = min(max(round(end_s * rate), start), wav.getnframes())
+            turns, centroids = self._run(
+                read_block(wav, start, stop), rate, start / rate, num_speakers, min_speakers,
+                max_speakers, exclusive, _BlockProgress(watch),
+            )  # fmt: skip
+        return BlockDiarization(
+            start / rate,
+            stop / rate,
+            turns,
+            {label: [float(x) for x in vector] for label, vector in centroids.items()},
+        )
 
     def _run(  # noqa: PLR0917 - one private call site per block kind
         self,
@@ -227,7 +238,7 @@ class Diarizer:
 
 
 class _BlockProgress:
-    """pyannote's progress hook for one block, as a fraction of the whole recording.
+    """pyannote's progress hook for one block, as the fraction of the block done.
 
     Segmentation counts for the first ``SEGMENTATION_SHARE`` of a block, the embeddings
     (most of the time) for the rest.
@@ -235,10 +246,8 @@ class _BlockProgress:
 
     SEGMENTATION_SHARE = 0.3
 
-    def __init__(self, watch: Watch | None, index: int, count: int) -> None:
+    def __init__(self, watch: Watch | None) -> None:
         self._watch = watch
-        self._index = index
-        self._count = count
 
     def __call__(
         self,
@@ -252,12 +261,21 @@ class _BlockProgress:
             return
         part = min(completed / total, 1.0)
         if step_name == "segmentation":
-            within = part * self.SEGMENTATION_SHARE
+            self._watch(part * self.SEGMENTATION_SHARE)
         elif step_name == "embeddings":
-            within = self.SEGMENTATION_SHARE + part * (1 - self.SEGMENTATION_SHARE)
-        else:
-            return
-        self._watch((self._index + within) / self._count)
+            self._watch(self.SEGMENTATION_SHARE + part * (1 - self.SEGMENTATION_SHARE))
+
+
+class _Scaled:
+    """A block's watch (fraction of the block) as a fraction of all ``count`` blocks."""
+
+    def __init__(self, watch: Watch, index: int, count: int) -> None:
+        self._watch = watch
+        self._index = index
+        self._count = count
+
+    def __call__(self, done: float) -> None:
+        self._watch((self._index + done) / self._count)
 
 
 _diarizers: dict[tuple[Any, ...], Diarizer] = {}
@@ -314,13 +332,19 @@ def load_diarizer(
 class PyannoteDiarize:
     """The diarize stage's model adapter: the process's pipeline, loaded on first call."""
 
+    link_threshold = DEFAULT_LINK_THRESHOLD
+
     def __init__(self, models: ModelSettings, diarization: DiarizationSettings) -> None:
         self._models = models
         self._settings = diarization
 
     def __call__(
-        self, wav_path: Path, hints: SpeakerHints, watch: Watch | None = None
-    ) -> list[SpeakerTurn]:
+        self,
+        wav_path: Path,
+        span: tuple[float, float],
+        hints: SpeakerHints,
+        watch: Watch | None = None,
+    ) -> BlockDiarization:
         d = self._settings
         diarizer = load_diarizer(
             d.pipeline,
@@ -328,10 +352,12 @@ class PyannoteDiarize:
             hf_token=d.hf_token,
             segmentation_step=d.segmentation_step,
             block_s=d.block_s,
+            link_threshold=self.link_threshold,
             torch_threads=self._models.torch_threads,
         )
-        return diarizer.diarize(
+        return diarizer.diarize_span(
             wav_path,
+            *span,
             num_speakers=hints.num_speakers,
             min_speakers=hints.min_speakers,
             max_speakers=hints.max_speakers,

@@ -187,10 +187,11 @@ class DiarizationSettings:
     #: 0: never split.
     block_s: float = 1800.0
     #: DIARIZATION_MAX_DURATION_S: longer recordings are not diarized (a warning says
-    #: so); 0: no limit. The stage handles a recording in one run under
-    #: DIARIZE_TIME_LIMIT_S (25 min); at the measured RTF of 0.06-0.09 on 2 cores, 4 h
-    #: takes 15-22 min.
-    max_duration_s: float = 4 * 3600.0
+    #: so); 0: no limit. Each block of DIARIZATION_BLOCK_S is a message of its own under
+    #: DIARIZE_TIME_LIMIT_S, so length never times the stage out; the cap bounds what one
+    #: upload asks of the heavy workers: 10 h, the longest that hosted services accept
+    #: (at the measured RTF of 0.06-0.09 on 2 cores, 36-54 min of one worker).
+    max_duration_s: float = 10 * 3600.0
 
     @classmethod
     def from_env(cls, env: Env) -> DiarizationSettings:

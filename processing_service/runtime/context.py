@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from contracts import Message, Stage, StageRequested
+from contracts import Message, Stage, StageRequested, StageState
 from contracts.layout import work_dir
 from contracts.states import WAITING_STATES
 from processing_service.runtime.config import Settings
@@ -65,14 +65,11 @@ class StageContext:
             log.info("job deleted; message dropped")
         return job
 
-    def watch(self, job_id: str, stage: Stage, chunk_index: int | None = None) -> StageWatch:
-        """The progress reporter of a running stage, which also notices a cancel."""
+    def watch(self, job_id: str, stage: Stage, part: int | None = None) -> StageWatch:
+        """The progress reporter of a running stage (or of its `part`: a transcribe
+        chunk, a diarize block), which also notices a cancel."""
         return StageWatch(
-            self.db,
-            job_id,
-            stage,
-            chunk_index=chunk_index,
-            interval_s=self.settings.progress_interval_s,
+            self.db, job_id, stage, part=part, interval_s=self.settings.progress_interval_s
         )
 
     def drop_work(self, job_id: str) -> None:
@@ -99,6 +96,12 @@ class StageContext:
     def request(self, job: JobRecord, stage: Stage) -> None:
         """Send the message that starts `stage` unless it has started already."""
         if job.stages.get(stage) in WAITING_STATES:
+            self.request_now(job.id, stage, job.generation)
+
+    def resend_queued(self, job: JobRecord, stage: Stage) -> None:
+        """Send `stage`'s message again if it was queued (by a handler of this message
+        that may have stopped before sending it); a stage still waiting for others is not."""
+        if job.stages.get(stage) is StageState.QUEUED:
             self.request_now(job.id, stage, job.generation)
 
     def request_now(self, job_id: str, stage: Stage, generation: int | None) -> None:

@@ -74,6 +74,12 @@ class JobCancelled(ProcessingError):
     """
 
 
+class StageSettled(ProcessingError):
+    """The stage was settled while this message waited (the job failed, or the stage
+    gave up or was skipped): there is nothing left for it to do, and its work files may
+    still serve the job's other stages. Not a failure: the message is acknowledged."""
+
+
 class TransientError(ProcessingError):
     """Worth retrying: the cause may go away (storage hiccup, timeout)."""
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import structlog
 
 from contracts import Stage
-from contracts.states import next_stage, stage_warning
+from contracts.states import stage_warning
 from processing_service.runtime.context import StageContext
 
 log = structlog.get_logger("processing.failures")
@@ -44,7 +44,9 @@ def on_failure(
             ctx.request_now(job_id, Stage.NOTIFY, generation)
     elif stage is Stage.NOTIFY:
         give_up(ctx, job_id, error)
-    elif ctx.jobs.degrade(job_id, stage, error, stage_warning(stage, f"failed: {error}")):
-        following = next_stage(stage)
-        if following is not None:
+    else:
+        queued = ctx.jobs.degrade(job_id, stage, error, stage_warning(stage, f"failed: {error}"))
+        # A diarize that gave up before the transcript was there queues nothing: the
+        # transcript's fan-in then queues analysis.
+        for following in queued or ():
             ctx.request_now(job_id, following, generation)

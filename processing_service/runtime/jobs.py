@@ -15,9 +15,9 @@ import asyncpg
 import msgspec
 
 from contracts import AudioFacts, JobOptions, JobStatus, Stage, StageState
-from contracts.states import DONE_STATES, next_stage
+from contracts.states import FINISHED_STATES, REQUIRES, followers
 from processing_service.runtime.database import Database
-from processing_service.runtime.errors import JobCancelled
+from processing_service.runtime.errors import JobCancelled, StageSettled
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ LOCK_LIVE_JOB = (
     "SELECT true FROM jobs WHERE id = $1 AND status IN ('queued', 'processing') FOR UPDATE"
 )
 
+_FINISHED = sorted(s.value for s in FINISHED_STATES)
+
 #: Appends warning $2 to job $1 once, however often a redelivered message says it.
 ADD_WARNING = (
     "UPDATE jobs SET warnings = CASE WHEN warnings ? $2 THEN warnings"
@@ -54,8 +56,12 @@ ADD_WARNING = (
 
 async def finish_stage_in(
     conn: asyncpg.Connection, jid: uuid.UUID, stage: Stage, state: StageState, error: str | None
-) -> None:
-    """Settle `stage` and queue the next one, inside the caller's transaction."""
+) -> list[Stage]:
+    """Settle `stage`, inside the caller's transaction, and queue each stage that waited
+    for it and for nothing else still unfinished (`contracts.states.REQUIRES`).
+
+    Returns the stages queued: the caller sends their messages once this commits.
+    """
     # A stage that a cancel stopped stays cancelled, whatever its worker finished.
     await conn.execute(
         "UPDATE job_stages SET state = $3, error = $4, finished_at = now()"
@@ -65,15 +71,22 @@ async def finish_stage_in(
         state.value,
         error,
     )
-    following = next_stage(stage)
-    if following is not None:
-        await conn.execute(
+    queued = []
+    for following in followers(stage):
+        flipped = await conn.fetchval(
             "UPDATE job_stages SET state = 'queued' WHERE job_id = $1 AND stage = $2"
-            " AND state = 'pending'",
+            " AND state = 'pending' AND NOT EXISTS (SELECT 1 FROM job_stages r"
+            " WHERE r.job_id = $1 AND r.stage = ANY($3::text[]) AND r.state <> ALL($4::text[]))"
+            " RETURNING true",
             jid,
             following.value,
+            [s.value for s in REQUIRES[following]],
+            _FINISHED,
         )
+        if flipped:
+            queued.append(following)
     await conn.execute("UPDATE jobs SET updated_at = now() WHERE id = $1", jid)
+    return queued
 
 
 class JobStore:
@@ -140,15 +153,25 @@ class JobStore:
 
         async def q(conn: asyncpg.Connection) -> int:
             jid = uuid.UUID(job_id)
+            # Not a stage settled meanwhile: a diarization running alongside a
+            # transcription that failed the job must not show it running again.
             attempts: int | None = await conn.fetchval(
                 "UPDATE job_stages SET state = 'running', attempts = attempts + 1,"
                 " started_at = coalesce(started_at, now()) WHERE job_id = $1 AND stage = $2"
-                " AND state <> 'cancelled' RETURNING attempts",
+                " AND state <> ALL($3::text[]) RETURNING attempts",
                 jid,
                 stage.value,
+                _FINISHED,
             )
             if attempts is None:
-                raise JobCancelled(f"job {job_id} was cancelled or deleted")
+                state = await conn.fetchval(
+                    "SELECT state FROM job_stages WHERE job_id = $1 AND stage = $2",
+                    jid,
+                    stage.value,
+                )
+                if state is None or state == StageState.CANCELLED:
+                    raise JobCancelled(f"job {job_id} was cancelled or deleted")
+                raise StageSettled(f"{stage.value} of job {job_id} is {state} already")
             await conn.execute(
                 "UPDATE jobs SET status = 'processing', started_at = coalesce(started_at, now()),"
                 " updated_at = now() WHERE id = $1 AND status IN ('queued', 'processing')",
@@ -158,8 +181,11 @@ class JobStore:
 
         return self.db.transaction(q)
 
-    def finish_stage(self, job_id: str, stage: Stage, state: StageState, error: str | None) -> None:
-        self.db.transaction(
+    def finish_stage(
+        self, job_id: str, stage: Stage, state: StageState, error: str | None
+    ) -> list[Stage]:
+        """Settle `stage`; the stages this queued (see `finish_stage_in`)."""
+        return self.db.transaction(
             lambda conn: finish_stage_in(conn, uuid.UUID(job_id), stage, state, error)
         )
 
@@ -186,23 +212,24 @@ class JobStore:
         error: str,
         warning: str,
         state: StageState = StageState.DEAD,
-    ) -> bool:
+    ) -> list[Stage] | None:
         """An optional stage gave up (or was skipped): the job goes on without its output.
 
-        False, and nothing changed, when the job has ended or the stage has already
-        succeeded (a duplicate of its message failing late must not undo that). A
-        diarize that gives up also resets the result to the transcript as transcribed.
+        Returns the stages this queued (their messages are the caller's to send); None,
+        and nothing changed, when the job has ended or the stage has already finished
+        (a duplicate of its message failing late must not undo that). A diarize that
+        gives up also resets the result to the transcript as transcribed.
         """
 
-        async def q(conn: asyncpg.Connection) -> bool:
+        async def q(conn: asyncpg.Connection) -> list[Stage] | None:
             jid = uuid.UUID(job_id)
             if not await conn.fetchval(LOCK_LIVE_JOB, jid):
-                return False
+                return None
             current = await conn.fetchval(
                 "SELECT state FROM job_stages WHERE job_id = $1 AND stage = $2", jid, stage.value
             )
-            if current in {s.value for s in DONE_STATES}:
-                return False
+            if current in _FINISHED:
+                return None
             if stage is Stage.DIARIZE:
                 await conn.execute(
                     "UPDATE job_results SET document = document || jsonb_build_object("
@@ -211,8 +238,7 @@ class JobStore:
                     jid,
                 )
             await conn.execute(ADD_WARNING, jid, warning)
-            await finish_stage_in(conn, jid, stage, state, error)
-            return True
+            return await finish_stage_in(conn, jid, stage, state, error)
 
         return self.db.transaction(q)
 
@@ -237,10 +263,14 @@ class JobStore:
                 jid,
                 f"{stage.value} failed: {error}",
             )
-            # What would have come after will not run; notify still tells the client.
+            # What would have come after will not run, nor will a diarization running
+            # alongside (its worker lets go at its next look at the job); notify still
+            # tells the client.
             await conn.execute(
                 "UPDATE job_stages SET state = CASE WHEN stage = 'notify' THEN 'queued'"
-                " ELSE 'skipped' END WHERE job_id = $1 AND state IN ('pending', 'queued')",
+                " ELSE 'skipped' END, finished_at = CASE WHEN state = 'running' THEN now()"
+                " ELSE finished_at END"
+                " WHERE job_id = $1 AND state IN ('pending', 'queued', 'running')",
                 jid,
             )
             return bool(changed)

@@ -34,19 +34,21 @@ class StageWatch:
         job_id: str,
         stage: Stage,
         *,
-        chunk_index: int | None = None,
+        part: int | None = None,
         interval_s: float = DEFAULT_INTERVAL_S,
     ) -> None:
         self._db = db
         self._job_id = uuid.UUID(job_id)
         self._stage = stage
-        self._chunk_index = chunk_index
+        self._part = part
         self._interval_s = interval_s
         self._next_check = time.monotonic() + interval_s
 
     def __call__(self, done: float) -> None:
-        """Report `done`: a fraction of the stage, or for a transcribe chunk the seconds
-        of its audio decoded so far. Raises `JobCancelled` once the job is gone."""
+        """Report `done`: a fraction of the stage (of the block, for a diarize block), or
+        for a transcribe chunk the seconds of its audio decoded so far. A part's progress
+        counts by its length towards the stage's. Raises `JobCancelled` once the job is
+        gone."""
         now = time.monotonic()
         if now < self._next_check:
             return
@@ -64,18 +66,34 @@ class StageWatch:
             live = await conn.fetchval(_LIVE, self._job_id)
             if not live:
                 return False
-            if self._chunk_index is not None:
+            if self._part is not None and self._stage is Stage.TRANSCRIBE:
                 await conn.execute(
                     "UPDATE job_chunks SET decoded_s = least($3, end_s - start_s)"
                     " WHERE job_id = $1 AND idx = $2",
                     self._job_id,
-                    self._chunk_index,
+                    self._part,
                     done,
                 )
                 fraction = await conn.fetchval(
                     "SELECT coalesce(sum(CASE WHEN transcript IS NULL THEN decoded_s"
                     " ELSE end_s - start_s END) / nullif(sum(end_s - start_s), 0), 0)"
                     " FROM job_chunks WHERE job_id = $1",
+                    self._job_id,
+                )
+            elif self._part is not None:
+                await conn.execute(
+                    "UPDATE job_speaker_blocks b SET progress = least(greatest($3::real, 0), 1)"
+                    " FROM jobs j WHERE b.job_id = $1 AND b.idx = $2 AND j.id = b.job_id"
+                    " AND b.generation = j.generation",
+                    self._job_id,
+                    self._part,
+                    done,
+                )
+                fraction = await conn.fetchval(
+                    "SELECT coalesce(sum(CASE WHEN result IS NULL THEN progress ELSE 1 END"
+                    " * (end_s - start_s)) / nullif(sum(end_s - start_s), 0), 0)"
+                    " FROM job_speaker_blocks b JOIN jobs j ON j.id = b.job_id"
+                    " AND b.generation = j.generation WHERE b.job_id = $1",
                     self._job_id,
                 )
             else:

@@ -1,7 +1,9 @@
 """The split stage: probe, normalize to 16 kHz mono, cut long recordings into chunks.
 
-Redelivered after it succeeded, split sends again the chunks that have no transcript
-yet (a replay of a dead chunk relies on it), and nothing else.
+It then sends the chunks to transcribe and the normalized audio to diarize, which run
+side by side. Redelivered after it succeeded, split sends again the chunks that have no
+transcript yet (a replay of a dead chunk relies on it) and diarize if it has not
+started, and nothing else.
 """
 
 from __future__ import annotations
@@ -36,9 +38,7 @@ def run(ctx: StageContext, message: JobSubmitted) -> None:
         return
     if job.stages[Stage.SPLIT] not in DONE_STATES:
         _split(ctx, message)
-    elif job.stages[Stage.TRANSCRIBE] in DONE_STATES:
-        return
-    chunks = chunks_of(ctx.db, job.id)
+    chunks = [] if job.stages[Stage.TRANSCRIBE] in DONE_STATES else chunks_of(ctx.db, job.id)
     for chunk in chunks:
         if chunk.transcript is None:
             ctx.send(
@@ -53,6 +53,10 @@ def run(ctx: StageContext, message: JobSubmitted) -> None:
                     generation=job.generation,
                 ),
             )
+    # Diarization needs only the normalized audio: it runs alongside the chunks, on
+    # another heavy worker when there is one (after them in the queue, so that a single
+    # worker still finishes the transcript first).
+    ctx.request(job, Stage.DIARIZE)
 
 
 def _split(ctx: StageContext, message: JobSubmitted) -> None:

@@ -1,8 +1,9 @@
 """The transcribe stage: one chunk per message; the last chunk to finish stitches.
 
 Chunks finish in any order, on any worker; the fan-in counts transcripts in Postgres
-under the job's row lock, so exactly one of them stores the stitched transcript and
-requests diarization.
+under the job's row lock, so exactly one of them stores the stitched transcript. It then
+joins the diarization that ran alongside (`diarize.stage.join`): if its speakers are
+there already, the words are attributed now.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import structlog
 
 from contracts import ChunkReady, JobStatus, ResultDocument, Stage
 from contracts.states import DONE_STATES, stage_warning
+from processing_service.diarize import stage as diarize_stage
 from processing_service.runtime import metrics
 from processing_service.runtime.context import StageContext
 from processing_service.runtime.errors import InvalidMessage, StartedTooOften
@@ -29,7 +31,9 @@ def run(ctx: StageContext, message: ChunkReady, *, transcriber: Transcriber) -> 
     if job is None:
         return
     if job.stages[Stage.TRANSCRIBE] in DONE_STATES:
-        ctx.request(job, Stage.DIARIZE)
+        # A redelivered chunk: finish what its fan-in may not have.
+        diarize_stage.join(ctx, job)
+        ctx.resend_queued(job, Stage.ANALYZE)
         return
     chunk = next(
         (c for c in store.chunks_of(ctx.db, job.id) if c.index == message.chunk_index), None
@@ -86,11 +90,15 @@ def _fan_in(ctx: StageContext, job: JobRecord, model_name: str) -> None:
         text=full_text(segments),
         segments=segments,
     )
-    if store.complete_transcription(ctx.db, job.id, document):
+    queued = store.complete_transcription(ctx.db, job.id, document)
+    if queued is not None:
         for text in warnings:
             ctx.jobs.add_warning(job.id, text)
         log.info("transcript stitched", chunks=len(chunks), segments=len(segments))
-        ctx.request_now(job.id, Stage.DIARIZE, job.generation)
+        # Analysis, when diarization has given up or been skipped already.
+        for stage in queued:
+            ctx.request_now(job.id, stage, job.generation)
+        diarize_stage.join(ctx, job)
     if len(chunks) > 1:
         for chunk in chunks:
             ctx.path(chunk.audio_path).unlink(missing_ok=True)

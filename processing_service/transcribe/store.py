@@ -76,10 +76,13 @@ def save_chunk_transcript(
     )
 
 
-def complete_transcription(db: Database, job_id: str, document: ResultDocument) -> bool:
-    """Store the stitched transcript once; True for the one caller that did it."""
+def complete_transcription(
+    db: Database, job_id: str, document: ResultDocument
+) -> list[Stage] | None:
+    """Store the stitched transcript once: for the one caller that did it, the stages
+    this queued (see `finish_stage_in`); None for the others."""
 
-    async def q(conn: asyncpg.Connection) -> bool:
+    async def q(conn: asyncpg.Connection) -> list[Stage] | None:
         jid = uuid.UUID(job_id)
         # The job row lock serialises the chunks' fan-in.
         await conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", jid)
@@ -87,7 +90,7 @@ def complete_transcription(db: Database, job_id: str, document: ResultDocument) 
             "SELECT state FROM job_stages WHERE job_id = $1 AND stage = 'transcribe'", jid
         )
         if StageState(state) in DONE_STATES:
-            return False
+            return None
         await conn.execute(
             "INSERT INTO job_results (job_id, document, transcript) VALUES ($1, $2, $3)"
             " ON CONFLICT (job_id) DO UPDATE SET document = $2, transcript = $3,"
@@ -96,7 +99,6 @@ def complete_transcription(db: Database, job_id: str, document: ResultDocument) 
             msgspec.to_builtins(document),
             msgspec.to_builtins(document.segments),
         )
-        await finish_stage_in(conn, jid, Stage.TRANSCRIBE, StageState.SUCCEEDED, None)
-        return True
+        return await finish_stage_in(conn, jid, Stage.TRANSCRIBE, StageState.SUCCEEDED, None)
 
     return db.transaction(q)

@@ -203,7 +203,7 @@ def test_a_late_failure_of_a_duplicate_diarize_keeps_the_speakers(
         )[0][0]
 
     before = speakers()
-    assert not store.degrade(job_id, Stage.DIARIZE, "late", "diarize: failed: late")
+    assert store.degrade(job_id, Stage.DIARIZE, "late", "diarize: failed: late") is None
     assert speakers() == before != "[]"
     job = store.load_job(job_id)
     assert job is not None
@@ -215,7 +215,7 @@ def test_a_late_failure_of_a_duplicate_diarize_keeps_the_speakers(
         "UPDATE job_stages SET state = 'running' WHERE job_id = $1 AND stage = 'diarize'",
         jid,
     )
-    assert store.degrade(job_id, Stage.DIARIZE, "boom", "diarize: failed: boom")
+    assert store.degrade(job_id, Stage.DIARIZE, "boom", "diarize: failed: boom") is not None
     assert speakers() == "[]"
     job = store.load_job(job_id)
     assert job is not None

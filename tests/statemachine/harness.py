@@ -31,6 +31,7 @@ from contracts import (
 )
 from contracts.states import FINISHED_STATES, PIPELINE
 from infra.postgres import migrate
+from processing_service.diarize.found import BlockDiarization
 from processing_service.runtime.config import Settings
 from processing_service.transcribe.stitching import ChunkTranscript
 from processing_service.worker import Models, create_broker
@@ -81,17 +82,34 @@ class FakeTranscriber:
 
 @dataclass
 class FakeDiarize:
-    """Two speakers taking turns every 4 s; optionally failing."""
+    """Two voices taking turns every 4 s of the block asked for, with a centroid each
+    (so that the real linker joins blocks); optionally slow or failing."""
 
     error: Exception | None = None
+    delay_s: float = 0.0
     calls: list[SpeakerHints] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    link_threshold: float = 0.25
 
-    def __call__(self, wav_path: Path, hints: SpeakerHints, watch: Any = None) -> list[SpeakerTurn]:
+    def __call__(
+        self, wav_path: Path, span: tuple[float, float], hints: SpeakerHints, watch: Any = None
+    ) -> BlockDiarization:
         assert wav_path.is_file(), wav_path
         self.calls.append(hints)
+        self.spans.append(span)
+        time.sleep(self.delay_s)
         if self.error is not None:
             raise self.error
-        return [SpeakerTurn(float(t), t + 4.0, f"S{t // 4 % 2}") for t in range(0, 12, 4)]
+        start, end = span
+        # Labels of the block's own, in a different order in each block.
+        names = ("A", "B") if round(start) % 8 == 0 else ("B", "A")
+        turns = [
+            SpeakerTurn(float(t), min(t + 4.0, end), names[t // 4 % 2])
+            for t in range(int(start // 4 * 4), int(end), 4)
+            if min(t + 4.0, end) > max(t, start)
+        ]
+        voice = {names[0]: [1.0, 0.0, 0.0], names[1]: [0.0, 1.0, 0.0]}
+        return BlockDiarization(start, end, turns, {t.speaker: voice[t.speaker] for t in turns})
 
 
 @dataclass

@@ -7,6 +7,7 @@ real Postgres and RabbitMQ (for events) of this run, real ffmpeg, fake model ada
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from contracts import ChunkReady, JobSubmitted, Stage, StageRequested
+from contracts import ChunkReady, JobSubmitted, Message, Stage, StageRequested
 from processing_service.runtime.errors import UndecodableAudio
 from tests.statemachine.harness import (
     FakeDiarize,
@@ -98,26 +99,31 @@ def test_stages_redelivered_mid_job_do_their_work_once(start: Any) -> None:
     worker = start()
     job_id = worker.submit()
     job = worker.settle(job_id)
-    # Put the job back to "diarized, analyze queued" and deliver a chunk and diarize
-    # again, as a broker does after a lost ack: done work is not repeated, and the
-    # stage still waiting for its message (analyze) gets it from the redelivery.
+    # Put the job back to "diarized, analyze queued" and deliver a chunk, then diarize,
+    # again, as a broker does after a lost ack: done work is not repeated, and the stage
+    # still waiting for its message (analyze) gets it from either redelivery.
     url = worker.settings.database_url
-    query(url, "UPDATE jobs SET status = 'processing' WHERE id = $1::uuid", job_id)
-    query(
-        url,
-        "UPDATE job_stages SET state = CASE stage WHEN 'analyze' THEN 'queued' ELSE 'pending'"
-        " END WHERE job_id = $1::uuid AND stage IN ('analyze', 'notify')",
-        job_id,
-    )
-    worker.send(Stage.TRANSCRIBE, ChunkReady(job_id, 2, 3, "x.wav", 8.0, 12.0))
-    worker.send(Stage.DIARIZE, StageRequested(job_id=job_id, stage="diarize"))
-    again = worker.settle(job_id)
+    redelivered: list[Message] = [
+        ChunkReady(job_id, 2, 3, "x.wav", 8.0, 12.0),
+        StageRequested(job_id=job_id, stage="diarize"),
+    ]
+    for attempt, message in enumerate(redelivered, start=2):
+        query(url, "UPDATE jobs SET status = 'processing' WHERE id = $1::uuid", job_id)
+        query(
+            url,
+            "UPDATE job_stages SET state = CASE stage WHEN 'analyze' THEN 'queued'"
+            " ELSE 'pending' END WHERE job_id = $1::uuid AND stage IN ('analyze', 'notify')",
+            job_id,
+        )
+        worker.send(Stage(message.stage) if isinstance(message, StageRequested)
+                    else Stage.TRANSCRIBE, message)  # fmt: skip
+        again = worker.settle(job_id)
+        assert again["status"] == "completed"
+        assert again["attempts"]["analyze"] == attempt
+        assert again["result"]["segments"] == job["result"]["segments"]
+        assert again["warnings"] == job["warnings"] == []
     assert len(worker.transcriber.calls) == 3
     assert len(worker.diarize.calls) == 1
-    assert again["status"] == "completed"
-    assert again["attempts"]["analyze"] == 2
-    assert again["result"]["segments"] == job["result"]["segments"]
-    assert again["warnings"] == job["warnings"] == []
 
 
 def test_a_failing_diarize_degrades_the_job_to_a_warning(start: Any) -> None:
@@ -142,7 +148,8 @@ def test_a_failing_transcribe_fails_the_job_and_still_notifies(start: Any) -> No
     assert job["stages"]["diarize"] == "skipped"
     assert job["stages"]["notify"] == "succeeded"
     assert len(worker.transcriber.calls) == 1  # permanent: no retries
-    assert worker.diarize.calls == []
+    # Diarization ran alongside, or was dropped with the failed job: it did not finish it.
+    assert not (job["result"] or {}).get("speakers")
 
 
 def test_notify_gives_up_on_a_receiver_that_never_answers(start: Any) -> None:
@@ -202,7 +209,7 @@ def test_two_notify_messages_of_one_generation_post_the_webhook_once(start: Any)
 
 
 def test_a_stale_generation_message_after_rediarize_is_dropped(start: Any) -> None:
-    diarize = SlowDiarize()
+    diarize = FakeDiarize()
     worker = start(diarize=diarize)
     job_id = worker.submit(seconds=4.0)
     assert worker.settle(job_id)["generation"] == 0
@@ -227,14 +234,6 @@ def test_a_stale_generation_message_after_rediarize_is_dropped(start: Any) -> No
     assert job["stages"]["notify"] == "succeeded"
 
 
-class SlowDiarize(FakeDiarize):
-    delay_s: float = 0.0
-
-    def __call__(self, wav_path: Any, hints: Any, watch: Any = None) -> Any:
-        time.sleep(self.delay_s)
-        return super().__call__(wav_path, hints)
-
-
 #: What `POST /v1/jobs/{id}/diarize` does to the job (infra.generations, in SQL).
 NEW_GENERATION_FROM_DIARIZE = (
     "WITH g AS (UPDATE jobs SET status = 'processing', finished_at = NULL,"
@@ -243,3 +242,89 @@ NEW_GENERATION_FROM_DIARIZE = (
     " END, attempts = 0, finished_at = NULL FROM g WHERE job_stages.job_id = g.id"
     " AND stage IN ('diarize', 'analyze', 'notify')"
 )
+
+
+def _stage_times(worker: InProcessWorker, job_id: str) -> dict[str, Any]:
+    rows = query(
+        worker.settings.database_url,
+        "SELECT stage, started_at, finished_at FROM job_stages WHERE job_id = $1::uuid",
+        job_id,
+    )
+    return {r["stage"]: (r["started_at"], r["finished_at"]) for r in rows}
+
+
+def test_diarization_runs_alongside_transcription_and_joins_when_both_are_done(
+    start: Any,
+) -> None:
+    # The transcript takes 1.5 s; the speakers are found meanwhile and wait for it.
+    worker = start(FakeTranscriber(delays={0.0: 1.5}))
+    job_id = worker.submit(seconds=4.0)
+    job = worker.settle(job_id)
+    assert job["status"] == "completed", job
+    assert set(job["stages"].values()) == {"succeeded"}
+    assert _words(job) == [("word0", "SPEAKER_00")]
+    linked_before_transcript = query(
+        worker.settings.database_url,
+        "SELECT t.created_at < s.finished_at FROM job_speaker_turns t"
+        " JOIN job_stages s ON s.job_id = t.job_id AND s.stage = 'transcribe'"
+        " WHERE t.job_id = $1::uuid",
+        job_id,
+    )
+    assert linked_before_transcript == [(True,)]
+    times = _stage_times(worker, job_id)
+    assert times["diarize"][0] < times["transcribe"][1], "diarize started after the transcript"
+    assert times["analyze"][0] >= times["diarize"][1]
+
+
+def test_a_diarization_that_gives_up_before_the_transcript_leaves_analysis_to_wait(
+    start: Any,
+) -> None:
+    worker = start(
+        FakeTranscriber(delays={0.0: 1.5}),
+        FakeDiarize(error=UndecodableAudio("no voices")),
+    )
+    job_id = worker.submit(seconds=4.0)
+    job = worker.settle(job_id)
+    assert job["status"] == "completed", job
+    assert job["stages"]["diarize"] == "dead"
+    assert job["warnings"] == ["diarize: failed: no voices"]
+    # Analysis ran once, on the transcript, after it was there.
+    assert job["stages"]["analyze"] == "succeeded"
+    assert job["attempts"]["analyze"] == 1
+    times = _stage_times(worker, job_id)
+    assert times["diarize"][1] < times["transcribe"][1]
+    assert times["analyze"][0] >= times["transcribe"][1]
+    assert _words(job) == [("word0", None)]
+
+
+def test_a_long_recording_is_diarized_in_blocks_sent_as_messages_and_linked(start: Any) -> None:
+    # 150 s in blocks of at most 60 s: three blocks, each labelling the two voices its
+    # own way; only their centroids tell which voice is which across blocks.
+    worker = start(
+        DIARIZATION_BLOCK_S="60", SPLIT_THRESHOLD_S="60", CHUNK_S="30", CHUNK_OVERLAP_S="1"
+    )
+    job_id = worker.submit(seconds=150.0, max_speakers=3)
+    job = worker.settle(job_id)
+    assert job["status"] == "completed", job
+    assert set(job["stages"].values()) == {"succeeded"}
+    spans = sorted(worker.diarize.spans)
+    assert len(spans) == 3
+    assert spans[0][0] == 0.0
+    assert spans[-1][1] == 150.0
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    # A block may hear fewer voices than the recording: only the cap goes to each.
+    assert {h.max_speakers for h in worker.diarize.calls} == {3}
+    assert {h.min_speakers for h in worker.diarize.calls} == {None}
+    words = [w for s in job["result"]["segments"] for w in s["words"]]
+    assert len(words) >= 5
+    for word in words:
+        voice = int(word["start"] // 4) % 2  # the fake's voices alternate every 4 s
+        assert word["speaker"] == f"SPEAKER_0{voice}", word
+    assert [s["label"] for s in job["result"]["speakers"]] == ["SPEAKER_00", "SPEAKER_01"]
+    blocks = query(
+        worker.settings.database_url,
+        "SELECT count(*), bool_and(result IS NOT NULL), max(attempts) FROM job_speaker_blocks"
+        " WHERE job_id = $1::uuid",
+        job_id,
+    )
+    assert tuple(blocks[0]) == (3, True, 1)

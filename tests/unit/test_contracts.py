@@ -9,11 +9,13 @@ import msgspec
 import pytest
 
 from contracts import (
+    SCHEMA_VERSION,
     ContractError,
     JobOptions,
     JobSubmitted,
     ResultDocument,
     Segment,
+    StageRequested,
     Word,
     decode_message,
     encode_message,
@@ -21,7 +23,7 @@ from contracts import (
 )
 from contracts.events import EVENT_DECODER, JobFinished, StageFinished, event_id
 from contracts.routing import EVENTS_EXCHANGE, STAGE_QUEUES, dead_letter_queue, job_event_key
-from contracts.states import PIPELINE, JobStatus, Stage
+from contracts.states import PIPELINE, REQUIRES, JobStatus, Stage, followers
 
 SUBMITTED = JobSubmitted(
     job_id="5f0c7e1e-8a3c-4d0e-9a57-2f7d3f1c9b10",
@@ -39,7 +41,7 @@ def test_job_submitted_round_trips_with_its_tag_and_version() -> None:
     data = encode_message(SUBMITTED)
     as_json = json.loads(data)
     assert as_json["type"] == "job.submitted"
-    assert as_json["version"] == 1
+    assert as_json["version"] == SCHEMA_VERSION
     assert decode_message(data) == SUBMITTED
     assert message_from_builtins(msgspec.to_builtins(SUBMITTED)) == SUBMITTED
 
@@ -59,15 +61,15 @@ def test_an_older_message_without_newer_fields_decodes_with_defaults() -> None:
     message = decode_message(json.dumps(old))
     assert isinstance(message, JobSubmitted)
     assert message.options == JobOptions()
-    assert message.version == 1
+    assert message.version == SCHEMA_VERSION
 
 
 def test_a_newer_message_with_unknown_fields_still_decodes() -> None:
-    newer = msgspec.to_builtins(SUBMITTED) | {"priority": "high", "version": 2}
+    newer = msgspec.to_builtins(SUBMITTED) | {"priority": "high", "version": SCHEMA_VERSION + 1}
     newer["options"]["translate"] = True
     message = message_from_builtins(newer)
     assert message.job_id == SUBMITTED.job_id
-    assert message.version == 2
+    assert message.version == SCHEMA_VERSION + 1
 
 
 def test_unknown_tag_is_rejected_with_a_clear_error() -> None:
@@ -147,3 +149,22 @@ def test_events_round_trip_with_deterministic_ids() -> None:
     assert EVENT_DECODER.decode(data) == event
     finished = JobFinished(event_id="e", job_id="j", status="failed", occurred_at=event.occurred_at)
     assert EVENT_DECODER.decode(msgspec.json.encode(finished)) == finished
+
+
+def test_a_stage_request_of_version_1_decodes_as_the_whole_stage() -> None:
+    old = {"type": "stage.requested", "job_id": SUBMITTED.job_id, "stage": "diarize", "version": 1}
+    message = message_from_builtins(old)
+    assert isinstance(message, StageRequested)
+    assert message.part is None
+    block = StageRequested(job_id=SUBMITTED.job_id, stage="diarize", generation=2, part=3)
+    assert decode_message(encode_message(block)) == block
+
+
+def test_diarization_waits_for_split_only_and_analysis_for_both() -> None:
+    assert followers(Stage.SPLIT) == (Stage.TRANSCRIBE, Stage.DIARIZE)
+    assert followers(Stage.TRANSCRIBE) == (Stage.ANALYZE,)
+    assert followers(Stage.DIARIZE) == (Stage.ANALYZE,)
+    assert followers(Stage.NOTIFY) == ()
+    # Every stage waits only for stages before it: the pipeline order is a valid schedule.
+    for stage, required in REQUIRES.items():
+        assert all(PIPELINE.index(r) < PIPELINE.index(stage) for r in required)

@@ -13,7 +13,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings == Settings()
     assert settings.diarization.segmentation_step == 0.33
     assert settings.diarization.block_s == 1800.0
-    assert settings.diarization.max_duration_s == 4 * 3600
+    assert settings.diarization.max_duration_s == 10 * 3600
     assert all(p.time_limit_ms <= MAX_HELD_MS for p in settings.policies.values())
     assert settings.models.beam_size == 1  # greedy, as whisper decodes by default
     assert (settings.pools.nice, settings.pools.io_idle) == (19, True)
