@@ -40,20 +40,41 @@ def pool_command(
     stages: tuple[Stage, ...] | None = None,
 ) -> list[str]:
     """The command line of one worker process of `pool`, consuming `stages` (default: all)."""
-    heavy = pool == "heavy"
     p = settings.pools
     return [
         sys.executable,
         "-m",
         "processing_service.worker_process",
         "--threads",
-        str(threads or (p.heavy_threads if heavy else p.light_threads)),
+        str(worker_threads(pool, settings, threads, stages)),
         "--nice",
         str(p.nice),
         *(["--io-idle"] if p.io_idle else []),
         "--queues",
         *(STAGE_QUEUES[stage] for stage in (stages or POOLS[pool])),
     ]
+
+
+def worker_threads(
+    pool: str, settings: Settings, threads: int | None, stages: tuple[Stage, ...] | None
+) -> int:
+    """Dramatiq threads per process of `pool`. A heavy process runs, by default
+    (HEAVY_THREADS 0), one thread per stage it consumes: it holds one prefetched message
+    per stage's queue, so with a single thread a diarization it took would wait behind a
+    transcription while another heavy process stood idle."""
+    p = settings.pools
+    if threads:
+        return threads
+    if pool != "heavy":
+        return p.light_threads
+    return p.heavy_threads or len(stages or POOLS["heavy"])
+
+
+def torch_threads_per_task(processes: int, threads: int) -> int:
+    """TORCH_THREADS for heavy processes when it is left at 0: the CPUs this process may
+    use, shared out among `processes` x `threads` tasks that may run at once, so that two
+    stages on two cores run one thread each instead of four threads fighting over two."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, processes * threads))
 
 
 def pool_spec(
@@ -66,9 +87,13 @@ def pool_spec(
     """One pool as the supervisor runs it: its processes share a metrics directory."""
     p = settings.pools
     heavy = pool == "heavy"
+    count = processes or (p.heavy_processes if heavy else p.light_processes)
     env = dict(os.environ)
     if heavy:
         env["dramatiq_queue_prefetch"] = "1"
+        if not settings.models.torch_threads:
+            tasks = worker_threads(pool, settings, threads, stages)
+            env["TORCH_THREADS"] = str(torch_threads_per_task(count, tasks))
     metrics_dir = Path(tempfile.mkdtemp(prefix=f"audio-worker-metrics-{pool}-"))
     env.update(
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
@@ -77,7 +102,7 @@ def pool_spec(
     )
     return PoolSpec(
         name=pool,
-        processes=processes or (p.heavy_processes if heavy else p.light_processes),
+        processes=count,
         command=pool_command(pool, settings, threads, stages),
         env=env,
         metrics_dir=metrics_dir,

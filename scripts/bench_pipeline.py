@@ -9,9 +9,17 @@ For generated recordings of 60 s and 10 min it measures, side by side in one run
 and prints their ratio (the pipeline's overhead). Both sides are warmed up first (model
 loaded, numba compiled), as a running service would be.
 
-Then it runs a long recording (default 2 h) through the pipeline and samples the resident
-memory of every worker process, to show that the peak is set by the model and the chunk
-size, not by the recording's length.
+Then, side by side, a 10-minute generated meeting (3 voices) through three stacks: the
+sequential chain as it ran before stages overlapped (one heavy process, one thread, all
+torch threads: HEAVY_THREADS=1, TORCH_THREADS=cores), one heavy process with the default
+layout (a thread per stage, the cores shared out) and two heavy processes (defaults).
+Diarization runs alongside transcription in the last two; the ratios of their wall times
+to the sequential chain's are what overlapping the stages buys.
+
+Last, a long recording (default 6 h: every 30 min, 5 min of a 3-voice meeting, then
+silence) through the pipeline with two heavy processes, sampling the resident memory of
+the largest worker process each minute, to show that the peak is set by the model, the
+chunk and the diarization block, not by the recording's length, and that it gets speakers.
 
 Results go to a JSON file (default bench/pipeline.json).
 """
@@ -19,9 +27,11 @@ Results go to a JSON file (default bench/pipeline.json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.diarization_audio import long_conversation
 from tests.support.isolation import IsolatedEnv, isolated
 from tests.support.jobs import stage, upload, wait_for_job
 from tests.support.memory import RssSampler
@@ -63,10 +74,27 @@ def make_recording(directory: Path, seconds: float, name: str) -> Path:
     return out
 
 
-class Stack:
-    """Ingest API and worker pools as processes, on a database and vhost of their own."""
+def make_sparse_meetings(directory: Path, hours: float, every_s: float, speech_s: float) -> Path:
+    """`hours` of audio: every `every_s`, `speech_s` of a 3-voice meeting, then silence."""
+    meeting = long_conversation(directory / "meeting.wav", speech_s, num_speakers=3).wav
+    padded = directory / "meeting-padded.wav"
+    pad = max(0.0, every_s - duration_s(meeting))
+    subprocess.run(["sox", str(meeting), str(padded), "pad", "0", f"{pad:.3f}"], check=True)
+    repeats = max(0, round(hours * 3600 / every_s) - 1)
+    out = directory / "sparse-long.wav"
+    subprocess.run(["sox", str(padded), str(out), "repeat", str(repeats)], check=True)
+    return out
 
-    def __init__(self, env: IsolatedEnv, logs: Path, model: str, threads: int) -> None:
+
+class Stack:
+    """Ingest API and worker pools as processes, on a database and vhost of their own.
+
+    `threads` 0 leaves TORCH_THREADS to the supervisor (the CPUs shared out among the
+    `heavy_processes`)."""
+
+    def __init__(
+        self, env: IsolatedEnv, logs: Path, model: str, threads: int, **extra: str
+    ) -> None:
         self.env = dict(os.environ)
         self.env.update(
             DATABASE_URL=env.database_url,
@@ -78,6 +106,7 @@ class Stack:
             OUTBOX_POLL_INTERVAL_S="0.2",
             PYANNOTE_METRICS_ENABLED="false",
         )
+        self.env.update(extra)
         self.logs = logs
 
     def __enter__(self) -> Stack:
@@ -155,100 +184,203 @@ print(json.dumps({{p: run(p) for p in sys.argv[1:]}}))
     return {Path(k).name: v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
+def speaker_overlap(job: dict[str, Any]) -> dict[str, Any]:
+    """When diarize ran against transcribe (server clock), from the job's stages."""
+    transcribe, diarize = stage(job, "transcribe"), stage(job, "diarize")
+    created = _at(job["created_at"])
+    return {
+        "transcribe_done_s": round((_at(transcribe["finished_at"]) - created).total_seconds(), 2),
+        "diarize_started_s": round((_at(diarize["started_at"]) - created).total_seconds(), 2),
+        "diarize_done_s": round((_at(diarize["finished_at"]) - created).total_seconds(), 2),
+    }
+
+
+def compare_with_bare(args: argparse.Namespace, work: Path, warm: Path) -> list[dict[str, Any]]:
+    """The pipeline's time to the transcript against bare whisper, per file and round."""
+    files = [make_recording(work, 60, "60s"), make_recording(work, 600, "10min")]
+    rows = []
+    with (
+        isolated(work / "storage", kind="bench") as env,
+        Stack(env, work, args.model, args.threads) as stack,
+    ):
+        stack.run_job(warm, 600)  # loads the model, compiles numba
+        for round_no in range(args.rounds):
+            for path in files:
+                # Each file's bare run right before its pipeline run, so that both
+                # sides of a ratio see the same machine (it may be shared).
+                load_before = os.getloadavg()[0]
+                bare = bare_transcribe(args.model, args.threads, [path], warm)
+                with RssSampler(stack.worker_pid, 0.2, tree=True) as rss:
+                    wall, job = stack.run_job(path, 3600)
+                assert job["status"] == "completed", job
+                to_transcript = transcript_ready_s(job)
+                row = {
+                    "round": round_no + 1,
+                    "file": path.name,
+                    "audio_s": round(duration_s(path), 1),
+                    "pipeline_to_transcript_s": round(to_transcript, 2),
+                    "pipeline_total_s": round(wall, 2),
+                    "bare_whisper_s": round(bare[path.name], 2),
+                    "overhead_ratio": round(to_transcript / bare[path.name], 3),
+                    "stage_seconds": stage_seconds(job),
+                    "worker_peak_rss_mb": round(rss.peak_kib / 1024),
+                    "load_avg_1m_before": round(load_before, 2),
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def speakers_of(stack: Stack, job: dict[str, Any]) -> list[Any]:
+    document = httpx.get(f"{stack.url}/v1/jobs/{job['id']}/result", timeout=60).json()
+    return list(document.get("speakers") or [])
+
+
+#: The layouts compared on one 10-minute job: name -> (torch threads, worker environment).
+LAYOUTS: dict[str, tuple[int, dict[str, str]]] = {
+    "sequential": (os.cpu_count() or 1, {"HEAVY_PROCESSES": "1", "HEAVY_THREADS": "1"}),
+    "one_process": (0, {"HEAVY_PROCESSES": "1"}),
+    "two_processes": (0, {"HEAVY_PROCESSES": "2"}),
+}
+
+
+def compare_heavy_processes(args: argparse.Namespace, work: Path, warm: Path) -> dict[str, Any]:
+    """One 10-minute meeting through each layout, alternating, on warm stacks."""
+    meeting = long_conversation(work / "meeting-10min.wav", 600, num_speakers=3, seed=7).wav
+    runs: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stacks:
+        started = {}
+        for name, (threads, extra) in LAYOUTS.items():
+            env = stacks.enter_context(isolated(work / f"storage-{name}", kind="bench"))
+            logs = work / name
+            logs.mkdir(exist_ok=True)
+            started[name] = stacks.enter_context(Stack(env, logs, args.model, threads, **extra))
+        for stack in started.values():
+            for _ in range(4):  # deliveries alternate: every process loads both models
+                stack.run_job(warm, 600)
+        for round_no in range(args.rounds):
+            for name, stack in started.items():
+                load_before = os.getloadavg()[0]
+                wall, job = stack.run_job(meeting, 3600)
+                assert job["status"] == "completed", job
+                row = {
+                    "round": round_no + 1,
+                    "layout": name,
+                    "wall_s": round(wall, 2),
+                    **speaker_overlap(job),
+                    "stage_seconds": stage_seconds(job),
+                    "speakers_found": len(speakers_of(stack, job)),
+                    "load_avg_1m_before": round(load_before, 2),
+                }
+                runs.append(row)
+                print(json.dumps(row), flush=True)
+    medians = {
+        name: statistics.median(r["wall_s"] for r in runs if r["layout"] == name)
+        for name in LAYOUTS
+    }
+    return {
+        "audio_s": round(duration_s(meeting), 1),
+        "layouts": {
+            name: extra | {"TORCH_THREADS": str(t)} for name, (t, extra) in LAYOUTS.items()
+        },
+        "runs": runs,
+        "median_wall_s": medians,
+        "ratio_to_sequential": {
+            name: round(medians[name] / medians["sequential"], 3) for name in LAYOUTS
+        },
+    }
+
+
+def run_long(args: argparse.Namespace, work: Path, warm: Path) -> dict[str, Any]:
+    """The long sparse recording with two heavy processes, memory sampled throughout."""
+    long_file = make_sparse_meetings(work, args.long_hours, 1800, args.long_speech_minutes * 60)
+    with (
+        isolated(work / "storage-long", kind="bench") as env,
+        Stack(env, work, args.model, 0, HEAVY_PROCESSES="2") as stack,
+    ):
+        stack.run_job(warm, 600)
+        with RssSampler(stack.worker_pid, 0.5, tree=True) as rss:
+            wall, job = stack.run_job(long_file, 12 * 3600)
+        document = httpx.get(f"{stack.url}/v1/jobs/{job['id']}/result", timeout=60).json()
+    audio = duration_s(long_file)
+    return {
+        "audio_s": round(audio, 1),
+        "recording": (
+            f"every 30 min, {args.long_speech_minutes:g} min of a generated 3-voice meeting,"
+            " then digital silence"
+        ),
+        "heavy_processes": 2,
+        "status": job["status"],
+        "chunks": (job.get("audio") or {}).get("chunks"),
+        "pipeline_s": round(wall, 1),
+        "real_time_factor": round(wall / audio, 3),
+        "stage_seconds": stage_seconds(job),
+        "speakers_found": len(document.get("speakers") or []),
+        "words": sum(len(s.get("words") or []) for s in document.get("segments") or []),
+        "words_with_speaker": sum(
+            1
+            for s in document.get("segments") or []
+            for w in s.get("words") or []
+            if w.get("speaker")
+        ),
+        "warnings": document.get("warnings"),
+        "worker_peak_rss_mb": round(rss.peak_kib / 1024),
+        "worker_rss_mb_per_minute": [round(kib / 1024) for kib in rss.per_minute_peak_kib()],
+    }
+
+
+SECTIONS = ("bare", "heavy", "long")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", default="bench/pipeline.json")
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
-    parser.add_argument("--long-minutes", type=float, default=120, help="0 skips the long run")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, bare comparison")
+    parser.add_argument("--long-hours", type=float, default=6)
+    parser.add_argument("--long-speech-minutes", type=float, default=5, help="per 30 min")
     parser.add_argument("--rounds", type=int, default=2, help="repetitions of each comparison")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}"
+    )
     args = parser.parse_args()
+    sections = {name.strip() for name in args.only.split(",") if name.strip()}
+    if not sections <= set(SECTIONS):
+        parser.error(f"--only: unknown sections {sorted(sections - set(SECTIONS))}")
 
+    # Sections not run keep their figures from the file, each with the commit it ran at.
+    out = REPO / args.out
+    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    results.update(
+        machine={"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
+        model=args.model,
+        torch_threads=args.threads,
+    )
+    results.pop("commit", None)
+    results.setdefault("commits", {}).update(dict.fromkeys(sections, commit))
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         work = Path(tmp)
         warm = make_recording(work, 10, "warmup")
-        files = [make_recording(work, 60, "60s"), make_recording(work, 600, "10min")]
-        results: dict[str, Any] = {
-            "machine": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
-            "commit": subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.strip(),
-            "model": args.model,
-            "torch_threads": args.threads,
-            "comparisons": [],
-        }
-        with (
-            isolated(work / "storage", kind="bench") as env,
-            Stack(env, work, args.model, args.threads) as stack,
-        ):
-            stack.run_job(warm, 600)  # loads the model, compiles numba
-            for round_no in range(args.rounds):
-                for path in files:
-                    # Each file's bare run right before its pipeline run, so that both
-                    # sides of a ratio see the same machine (it may be shared).
-                    load_before = os.getloadavg()[0]
-                    bare = bare_transcribe(args.model, args.threads, [path], warm)
-                    with RssSampler(stack.worker_pid, 0.2, tree=True) as rss:
-                        wall, job = stack.run_job(path, 3600)
-                    assert job["status"] == "completed", job
-                    to_transcript = transcript_ready_s(job)
-                    row = {
-                        "round": round_no + 1,
-                        "file": path.name,
-                        "audio_s": round(duration_s(path), 1),
-                        "pipeline_to_transcript_s": round(to_transcript, 2),
-                        "pipeline_total_s": round(wall, 2),
-                        "bare_whisper_s": round(bare[path.name], 2),
-                        "overhead_ratio": round(to_transcript / bare[path.name], 3),
-                        "stage_seconds": stage_seconds(job),
-                        "worker_peak_rss_mb": round(rss.peak_kib / 1024),
-                        "load_avg_1m_before": round(load_before, 2),
-                    }
-                    results["comparisons"].append(row)
-                    print(json.dumps(row), flush=True)
-            if args.long_minutes:
-                long_file = make_recording(work, args.long_minutes * 60, "long")
-                with RssSampler(stack.worker_pid, 0.2, tree=True) as rss:
-                    wall, job = stack.run_job(long_file, 4 * 3600)
-                document = httpx.get(f"{stack.url}/v1/jobs/{job['id']}/result", timeout=60).json()
-                results["long"] = {
-                    "audio_s": round(duration_s(long_file), 1),
-                    "status": job["status"],
-                    "chunks": (job.get("audio") or {}).get("chunks"),
-                    "pipeline_s": round(wall, 1),
-                    "real_time_factor": round(wall / duration_s(long_file), 3),
-                    "stage_seconds": stage_seconds(job),
-                    "speakers_found": len(document.get("speakers") or []),
-                    "warnings": document.get("warnings"),
-                    "worker_peak_rss_mb": round(rss.peak_kib / 1024),
-                    "worker_rss_mb_per_minute": [
-                        round(kib / 1024) for kib in rss.per_minute_peak_kib()
-                    ],
-                }
-                print(json.dumps(results["long"]), flush=True)
-    out = REPO / args.out
+        if "bare" in sections:
+            results["comparisons"] = compare_with_bare(args, work, warm)
+        if "heavy" in sections:
+            results["heavy_processes"] = compare_heavy_processes(args, work, warm)
+            print(json.dumps(results["heavy_processes"]["ratio_to_sequential"]))
+        if "long" in sections:
+            results["long"] = run_long(args, work, warm)
+            print(json.dumps(results["long"]), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print("\nfile      audio_s  to_transcript_s  bare_s  ratio  total_s  worker_peak_MB")
-    for r in results["comparisons"]:
-        print(
-            f"{r['file']:<9} {r['audio_s']:>7} {r['pipeline_to_transcript_s']:>16}"
-            f" {r['bare_whisper_s']:>7} {r['overhead_ratio']:>6} {r['pipeline_total_s']:>8}"
-            f" {r['worker_peak_rss_mb']:>15}"
-        )
-    if "long" in results:
-        lr = results["long"]
-        print(
-            f"long: {lr['audio_s']} s of audio in {lr['chunks']} chunks, {lr['pipeline_s']} s,"
-            f" worker peak {lr['worker_peak_rss_mb']} MB"
-        )
-    print(f"written to {out}")
+    print(f"written to {out} (sections: {', '.join(sorted(sections))})")
     return 0
 
 

@@ -272,7 +272,9 @@ class PoolSettings:
     light_processes: int = 1  #: LIGHT_PROCESSES
     light_threads: int = 4  #: LIGHT_THREADS
     heavy_processes: int = 1  #: HEAVY_PROCESSES
-    heavy_threads: int = 1  #: HEAVY_THREADS
+    #: HEAVY_THREADS: 0, one per heavy stage a process consumes (transcribe, diarize),
+    #: so that the two run side by side instead of one waiting behind the other.
+    heavy_threads: int = 0
     metrics_host: str = "127.0.0.1"  #: WORKER_METRICS_HOST
     light_metrics_port: int = 9191  #: LIGHT_METRICS_PORT
     heavy_metrics_port: int = 9192  #: HEAVY_METRICS_PORT
@@ -293,7 +295,7 @@ class PoolSettings:
             light_processes=env.integer("LIGHT_PROCESSES", d.light_processes, 1),
             light_threads=env.integer("LIGHT_THREADS", d.light_threads, 1),
             heavy_processes=env.integer("HEAVY_PROCESSES", d.heavy_processes, 1),
-            heavy_threads=env.integer("HEAVY_THREADS", d.heavy_threads, 1),
+            heavy_threads=env.integer("HEAVY_THREADS", d.heavy_threads, 0),
             metrics_host=env.text("WORKER_METRICS_HOST", d.metrics_host),
             light_metrics_port=env.integer("LIGHT_METRICS_PORT", d.light_metrics_port, 1),
             heavy_metrics_port=env.integer("HEAVY_METRICS_PORT", d.heavy_metrics_port, 1),
