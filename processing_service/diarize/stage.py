@@ -67,11 +67,12 @@ def run(ctx: StageContext, message: StageRequested, *, diarize: Diarize) -> None
     join(ctx, job)
 
 
-def join(ctx: StageContext, job: JobRecord) -> None:
-    """Attribute the transcript's words if it and the diarization are both done."""
+def join(ctx: StageContext, job: JobRecord) -> bool:
+    """Attribute the transcript's words if it and the diarization are both done; True
+    when this call did (it completed diarize)."""
     joined = store.attribute_when_ready(ctx.db, job.id, attribute)
     if joined is None:
-        return
+        return False
     log.info(
         "speakers attributed",
         speakers=len(joined.attribution.speakers),
@@ -79,6 +80,7 @@ def join(ctx: StageContext, job: JobRecord) -> None:
     )
     for stage in joined.queued:
         ctx.request_now(job.id, stage, job.generation)
+    return True
 
 
 def _plan(ctx: StageContext, job: JobRecord, diarize: Diarize) -> None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
 from contracts import Message, Stage, StageRequested, StageState
+from contracts.events import StageFinished, event_id
 from contracts.layout import work_dir
-from contracts.states import WAITING_STATES
+from contracts.routing import stage_event_key
+from contracts.states import FINISHED_STATES, WAITING_STATES
 from processing_service.runtime.config import Settings
 from processing_service.runtime.database import Database
 from processing_service.runtime.errors import InvalidMessage, StartedTooOften
@@ -106,6 +109,28 @@ class StageContext:
 
     def request_now(self, job_id: str, stage: Stage, generation: int | None) -> None:
         self.send(stage, StageRequested(job_id=job_id, stage=stage.value, generation=generation))
+
+    def publish_stage_event(self, job_id: str, stage: Stage) -> bool:
+        """Publish `job.stage.<name>` if `stage` is over; True when published. Its event
+        id comes from the generation and stage, so a second publication is a duplicate
+        that consumers drop."""
+        outcome = self.jobs.stage_outcome(job_id, stage)
+        if outcome is None or outcome.state not in FINISHED_STATES:
+            return False
+        self.events.publish(
+            stage_event_key(stage),
+            StageFinished(
+                event_id=event_id(job_id, outcome.generation, stage.value),
+                job_id=job_id,
+                stage=stage.value,
+                state=outcome.state.value,
+                occurred_at=datetime.now(UTC),
+                metadata=outcome.metadata,
+                error=outcome.error,
+                generation=outcome.generation,
+            ),
+        )
+        return True
 
     def path(self, relative: str) -> Path:
         """An absolute path in shared storage."""

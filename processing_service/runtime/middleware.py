@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -14,9 +13,6 @@ import structlog
 from dramatiq.broker import MessageProxy
 
 from contracts import Message, Stage
-from contracts.events import StageFinished, event_id
-from contracts.routing import stage_event_key
-from contracts.states import FINISHED_STATES
 from processing_service.runtime import metrics
 from processing_service.runtime.config import Settings
 from processing_service.runtime.context import StageContext
@@ -210,24 +206,7 @@ class StageEvents(dramatiq.Middleware):
         job_id = job_id_of(message)
         if job_id is None or message.actor_name not in STAGE_NAMES:
             return
-        stage = Stage(message.actor_name)
         try:
-            ctx = self.resources.context
-            outcome = ctx.jobs.stage_outcome(job_id, stage)
-            if outcome is None or outcome.state not in FINISHED_STATES:
-                return
-            ctx.events.publish(
-                stage_event_key(stage),
-                StageFinished(
-                    event_id=event_id(job_id, outcome.generation, stage.value),
-                    job_id=job_id,
-                    stage=stage.value,
-                    state=outcome.state.value,
-                    occurred_at=datetime.now(UTC),
-                    metadata=outcome.metadata,
-                    error=outcome.error,
-                    generation=outcome.generation,
-                ),
-            )
+            self.resources.context.publish_stage_event(job_id, Stage(message.actor_name))
         except Exception:
             log.exception("could not publish the stage event")

@@ -32,7 +32,7 @@ def run(ctx: StageContext, message: ChunkReady, *, transcriber: Transcriber) -> 
         return
     if job.stages[Stage.TRANSCRIBE] in DONE_STATES:
         # A redelivered chunk: finish what its fan-in may not have.
-        diarize_stage.join(ctx, job)
+        _join_speakers(ctx, job)
         ctx.resend_queued(job, Stage.ANALYZE)
         return
     chunk = next(
@@ -98,7 +98,15 @@ def _fan_in(ctx: StageContext, job: JobRecord, model_name: str) -> None:
         # Analysis, when diarization has given up or been skipped already.
         for stage in queued:
             ctx.request_now(job.id, stage, job.generation)
-        diarize_stage.join(ctx, job)
+        _join_speakers(ctx, job)
     if len(chunks) > 1:
         for chunk in chunks:
             ctx.path(chunk.audio_path).unlink(missing_ok=True)
+
+
+def _join_speakers(ctx: StageContext, job: JobRecord) -> None:
+    """Attribute the words if the diarization finished first. Diarize is then completed
+    by this transcribe message, so its event is published here (StageEvents publishes
+    the events of a message's own stage)."""
+    if diarize_stage.join(ctx, job):
+        ctx.publish_stage_event(job.id, Stage.DIARIZE)

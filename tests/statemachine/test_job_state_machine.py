@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from tests.statemachine.harness import (
     in_process_worker,
 )
 from tests.support.backends import query
+from tests.support.job_events import bind_events_queue, consume
 from tests.support.servers import IsolatedEnv, free_port
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -258,6 +260,7 @@ def test_diarization_runs_alongside_transcription_and_joins_when_both_are_done(
 ) -> None:
     # The transcript takes 1.5 s; the speakers are found meanwhile and wait for it.
     worker = start(FakeTranscriber(delays={0.0: 1.5}))
+    events = bind_events_queue(worker.settings.amqp_url, f"alongside-{uuid.uuid4()}")
     job_id = worker.submit(seconds=4.0)
     job = worker.settle(job_id)
     assert job["status"] == "completed", job
@@ -274,6 +277,12 @@ def test_diarization_runs_alongside_transcription_and_joins_when_both_are_done(
     times = _stage_times(worker, job_id)
     assert times["diarize"][0] < times["transcribe"][1], "diarize started after the transcript"
     assert times["analyze"][0] >= times["diarize"][1]
+    # Diarize was completed by the transcript's fan-in: its event went out all the same.
+    keys = [key for key, _, _ in consume(worker.settings.amqp_url, events, job_id, want=6)]
+    assert sorted(keys) == sorted(
+        ["job.completed", *(f"job.stage.{s}" for s in ("split", "transcribe", "diarize",
+                                                         "analyze", "notify"))]
+    )  # fmt: skip
 
 
 def test_a_diarization_that_gives_up_before_the_transcript_leaves_analysis_to_wait(

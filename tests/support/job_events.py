@@ -21,6 +21,8 @@ JOB_TABLES = (
     "job_stages",
     "job_results",
     "job_chunks",
+    "job_speaker_blocks",
+    "job_speaker_turns",
     "outbox",
     "webhook_deliveries",
     "dead_letters",
