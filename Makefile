@@ -40,10 +40,14 @@ prometheus: ## Install Debian's prometheus package (promtool) for the deploy/ ch
 speech: venv ## Install the CPU speech stack (torch, openai-whisper, pyannote.audio) into .venv
 	@bash scripts/install_speech_stack.sh $(PY)
 
+# Each model twice: the openai-whisper checkpoint and the CTranslate2 directory (ctranslate2 engine).
 models: speech ## Provision Whisper and diarization weights offline into $(MODEL_CACHE_DIR)
-	@$(PY) -m processing_service.transcribe.weights --model tiny.en --cache-dir $(MODEL_CACHE_DIR) >/dev/null
-	@case "$(WHISPER_MODEL)" in tiny.en|base) $(PY) -m processing_service.transcribe.weights \
-		--model $(WHISPER_MODEL) --cache-dir $(MODEL_CACHE_DIR) >/dev/null;; esac
+	@for format in "" --ctranslate2; do \
+		$(PY) -m processing_service.transcribe.weights --model tiny.en $$format \
+			--cache-dir $(MODEL_CACHE_DIR) >/dev/null || exit 1; \
+		case "$(WHISPER_MODEL)" in tiny.en|base) $(PY) -m processing_service.transcribe.weights \
+			--model $(WHISPER_MODEL) $$format --cache-dir $(MODEL_CACHE_DIR) >/dev/null || exit 1;; esac; \
+	done
 	@$(PY) -m processing_service.diarize.weights --cache-dir $(MODEL_CACHE_DIR) >/dev/null
 
 services: ## Make sure RabbitMQ and Postgres answer on loopback; create the database
@@ -86,8 +90,9 @@ bench-ingest: venv system-deps models services ## The ingest API side by side wi
 bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
 	@$(PY) -m scripts.bench_pipeline --out bench/pipeline.json $(BENCH_ARGS)
 
-bench-transcribe: venv system-deps models ## Bare whisper vs the transcribe stage (encoder reuse, beam 5): RTF, WER, peak RSS, tiny.en and base -> bench/transcribe.json
+bench-transcribe: venv system-deps models ## Bare whisper vs the transcribe stage (encoder reuse, beam 5) vs the ctranslate2 engine: RTF, WER, peak RSS, tiny.en and base -> bench/transcribe.json
 	@$(PY) -m processing_service.transcribe.weights --model base --cache-dir $(MODEL_CACHE_DIR) >/dev/null
+	@$(PY) -m processing_service.transcribe.weights --model base --ctranslate2 --cache-dir $(MODEL_CACHE_DIR) >/dev/null
 	@$(PY) -m scripts.bench_transcribe --out bench/transcribe.json $(BENCH_ARGS)
 
 bench-diarize: venv system-deps models ## Diarization RTF, DER and peak RSS per segmentation step on a generated 10 min conversation -> bench/diarize.json

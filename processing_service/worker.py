@@ -51,7 +51,8 @@ from processing_service.runtime.middleware import (
 )
 from processing_service.split import stage as split_stage
 from processing_service.transcribe import stage as transcribe_stage
-from processing_service.transcribe.whisper import Transcriber, WhisperTranscriber
+from processing_service.transcribe.engine import make_transcriber
+from processing_service.transcribe.whisper import Transcriber
 
 __all__ = ["Models", "create_broker", "setup"]
 
@@ -71,7 +72,7 @@ class Models:
     def real(cls, settings: Settings) -> Models:
         """openai-whisper and pyannote.audio, each loaded on its first call."""
         return cls(
-            transcriber=WhisperTranscriber(settings.models),
+            transcriber=make_transcriber(settings.models),
             diarize=PyannoteDiarize(settings.models, settings.diarization),
         )
 

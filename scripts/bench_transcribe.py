@@ -6,7 +6,12 @@ own settings, side by side -> bench/transcribe.json.
 * ``bare``: `model.transcribe` as the worker called it before this benchmark existed
   (greedy with temperature fallback, word timestamps; every window encoded twice);
 * ``stage``: the stage's default, `transcribe_file` with each window encoded once;
-* ``beamN`` (``beam2`` and ``beam5`` by default): the same with TRANSCRIBE_BEAM_SIZE=N.
+* ``beamN`` (``beam2`` and ``beam5`` by default): the same with TRANSCRIBE_BEAM_SIZE=N;
+* ``ct2-fp32``, ``ct2-int8``, ``ct2-int8-beam5``: the ctranslate2 engine
+  (TRANSCRIBE_ENGINE=ctranslate2, faster-whisper) on the same weights, float32 or int8,
+  greedy or beam 5; its process never imports torch.
+
+``--configs`` picks some of them (``bare`` is the one the others are compared with).
 
 Each configuration of each model runs in a fresh process (spawned), loads the model and
 warms up on a short clip first (numba's JIT for word timestamps), then transcribes every
@@ -29,6 +34,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +47,10 @@ from tests.support.speech import duration_s, speak
 from tests.support.wer import normalize_words, word_edit_distance
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("bare", "stage", "beam2", "beam5")
+#: The ctranslate2 engine's configurations: compute type, beam size.
+CT2_CONFIGS = {"ct2-fp32": ("float32", 1), "ct2-int8": ("int8", 1), "ct2-int8-beam5": ("int8", 5)}
+CONFIGS = ("bare", "stage", "beam2", "beam5", *CT2_CONFIGS)
+Transcribe = Callable[[Path], Any]
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,8 @@ def recordings(work: Path, meetings: int) -> list[Recording]:
     return found
 
 
-def run_config(config: str, model_name: str, threads: int, items: list[dict[str, Any]],
-               warmup: str) -> dict[str, Any]:  # fmt: skip
-    """In a fresh process: load, warm up, transcribe every recording with `config`."""
+def openai_whisper(config: str, model_name: str, threads: int) -> Transcribe:
+    """openai-whisper's `model.transcribe` (``bare``) or the stage's `transcribe_file`."""
     import torch  # noqa: PLC0415
 
     from processing_service.transcribe.weights import load_whisper_checkpoint  # noqa: PLC0415
@@ -93,12 +101,50 @@ def run_config(config: str, model_name: str, threads: int, items: list[dict[str,
         reuse_encodings(model)
     beam = int(config.removeprefix("beam")) if config.startswith("beam") else 1
     language = None if model.is_multilingual else "en"
-    transcribe_file(model, Path(warmup), language, 0.0, beam_size=beam)
+
+    def transcribe(path: Path) -> Any:
+        torch.manual_seed(0)  # a temperature fallback samples: the same draws each run
+        return transcribe_file(model, path, language, 0.0, beam_size=beam)
+
+    return transcribe
+
+
+def ctranslate2_engine(config: str, model_name: str, threads: int) -> Transcribe:
+    """The ctranslate2 engine's `transcribe_file` with the configuration's settings."""
+    import ctranslate2  # noqa: PLC0415
+
+    from processing_service.transcribe import faster  # noqa: PLC0415
+
+    compute_type, beam = CT2_CONFIGS[config]
+    model = faster.get_model(model_name, MODEL_CACHE_DIR, compute_type, threads)
+
+    def transcribe(path: Path) -> Any:
+        ctranslate2.set_random_seed(0)
+        return faster.transcribe_file(model, path, None, 0.0, beam_size=beam)
+
+    return transcribe
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS since it started: VmHWM, which starts anew at exec. (Linux
+    carries ru_maxrss over exec: a spawned process would report at least the RSS its
+    parent had when it started, about 500 MB here with pyannote imported.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run_config(config: str, model_name: str, threads: int, items: list[dict[str, Any]],
+               warmup: str) -> dict[str, Any]:  # fmt: skip
+    """In a fresh process: load, warm up, transcribe every recording with `config`."""
+    engine = ctranslate2_engine if config in CT2_CONFIGS else openai_whisper
+    transcribe = engine(config, model_name, threads)
+    transcribe(Path(warmup))
     results = []
     for item in items:
-        torch.manual_seed(0)
         started = time.perf_counter()
-        transcript = transcribe_file(model, Path(item["wav"]), language, 0.0, beam_size=beam)
+        transcript = transcribe(Path(item["wav"]))
         seconds = time.perf_counter() - started
         words = [w for s in transcript.segments for w in s.words]
         results.append(
@@ -110,7 +156,7 @@ def run_config(config: str, model_name: str, threads: int, items: list[dict[str,
                 "word_starts": [[w.word, w.start] for w in words],
             }
         )
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mib = peak_rss_kib() / 1024
     return {"config": config, "model": model_name, "recordings": results,
             "peak_rss_mib": round(rss_mib, 1)}  # fmt: skip
 
@@ -161,10 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if unknown := sorted(set(configs) - set(CONFIGS)):
+        parser.error(f"unknown configurations {unknown}; choose from {', '.join(CONFIGS)}")
     work = REPO_ROOT / "var" / "bench-transcribe"
     work.mkdir(parents=True, exist_ok=True)
     for model in models:
         provision("processing_service.transcribe.weights", "--model", model)
+        if any(config in CT2_CONFIGS for config in configs):
+            provision("processing_service.transcribe.weights", "--model", model, "--ctranslate2")
     items = recordings(work, args.meetings)
     warmup = speak("A short sentence to warm the model up.", work / "warmup.wav")
     audio_s = sum(r.seconds for r in items)
@@ -197,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         for config in configs:
             summarise(runs[config], items, runs.get("bare") if config != "bare" else None)
             run = runs[config]
-            print(f"{model:<8} {config:<6} RTF {run['rtf']:.4f}  WER {run['wer']:.4f}"
+            print(f"{model:<8} {config:<14} RTF {run['rtf']:.4f}  WER {run['wer']:.4f}"
                   f"  word start vs bare {run['word_start_error_vs_bare_ms']} ms"
                   f"  peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
         for run in runs.values():
@@ -207,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             for config in configs:
                 runs[config]["speedup_vs_bare"] = round(
                     runs["bare"]["rtf"] / runs[config]["rtf"], 2
+                )
+                runs[config]["peak_rss_vs_bare"] = round(
+                    runs[config]["peak_rss_mib"] / runs["bare"]["peak_rss_mib"], 2
                 )
                 runs[config]["wer_points_vs_bare"] = round(
                     100 * (runs[config]["wer"] - runs["bare"]["wer"]), 2

@@ -7,7 +7,9 @@
 #   3. pyannote.audio==4.0.7 with torch pinned by a constraints file;
 #   4. delete torchaudio's CUDA native libraries (torchaudio/lib/*.so) so that it
 #      imports as pure Python;
-#   5. torchcodec==0.13.0 (the last CPU build on the index).
+#   5. torchcodec==0.13.0 (the last CPU build on the index);
+#   6. faster-whisper==1.2.1 with ctranslate2==4.8.5 (its wheel runs on the CPU as
+#      is), the optional CTranslate2 transcription engine (TRANSCRIBE_ENGINE).
 # Idempotent: a stamp file named after this script's hash is written into the
 # venv (sys.prefix) once the import check passes; later runs with the stamp
 # present only do a cheap find_spec check and exit.
@@ -29,6 +31,8 @@ TORCH_VERSION="2.13.0"
 WHISPER_VERSION="20250625"
 PYANNOTE_VERSION="4.0.7"
 TORCHCODEC_VERSION="0.13.0"
+FASTER_WHISPER_VERSION="1.2.1"
+CTRANSLATE2_VERSION="4.8.5"
 WHEEL_DIR="/opt/wheels"
 export PYANNOTE_METRICS_ENABLED=false
 
@@ -39,7 +43,8 @@ stamp="$prefix/.speech-stack-$script_hash"
 # Cheap check (no heavy imports): stamp present and the packages still findable.
 if [ -f "$stamp" ] && "$PY" - <<'PYEOF' >/dev/null 2>&1
 import importlib.util, sys
-names = ("torch", "whisper", "torchaudio", "pyannote.audio", "torchcodec")
+names = ("torch", "whisper", "torchaudio", "pyannote.audio", "torchcodec", "faster_whisper",
+         "ctranslate2")
 sys.exit(0 if all(importlib.util.find_spec(n) for n in names) else 1)
 PYEOF
 then
@@ -89,11 +94,16 @@ fi
 # 5. torchcodec CPU build.
 pip_install -c "$constraints" "torchcodec==$TORCHCODEC_VERSION"
 
+# 6. faster-whisper and CTranslate2, never upgrading torch.
+pip_install -c "$constraints" "faster-whisper==$FASTER_WHISPER_VERSION" \
+    "ctranslate2==$CTRANSLATE2_VERSION"
+
 # Verify.
 "$PY" - <<'PYEOF'
-import torch, whisper, torchaudio, pyannote.audio  # noqa: F401
+import torch, whisper, torchaudio, pyannote.audio, faster_whisper, ctranslate2  # noqa: F401
 print("install_speech_stack: torch", torch.__version__, "| torchaudio", torchaudio.__version__,
-      "| pyannote.audio", pyannote.audio.__version__)
+      "| pyannote.audio", pyannote.audio.__version__, "| faster-whisper",
+      faster_whisper.__version__, "| ctranslate2", ctranslate2.__version__)
 assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__
 PYEOF
 

@@ -144,6 +144,25 @@ def _networks(env: Env, name: str) -> tuple[IPNetwork, ...]:
         raise ConfigError(f"{name}: {exc}") from None
 
 
+#: Values of TRANSCRIBE_ENGINE.
+TRANSCRIBE_ENGINES = ("openai-whisper", "ctranslate2")
+#: Values of TRANSCRIBE_COMPUTE_TYPE: CTranslate2's compute types. Loading the model fails
+#: with a clear message for one the CPU lacks (`ctranslate2.get_supported_compute_types`:
+#: int8, int8_float32 and float32 on x86-64 without AVX-512).
+COMPUTE_TYPES = (
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+    "default",
+    "auto",
+)
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """Where the speech models come from and how many threads they use."""
@@ -157,16 +176,38 @@ class ModelSettings:
     #: many hypotheses (and samples as many at a temperature fallback): slower, and
     #: usually more accurate.
     beam_size: int = 1
+    #: TRANSCRIBE_ENGINE: openai-whisper, or ctranslate2 (faster-whisper: the same
+    #: weights run by CTranslate2, without torch; WHISPER_MODEL then names a model `make
+    #: models` provisioned, or a CTranslate2 model directory). It uses TORCH_THREADS
+    #: threads (0: one per CPU). make bench-transcribe (2 cores, float32, greedy): RTF
+    #: 0.069 against openai-whisper's 0.118 (tiny.en), 0.186 against 0.259 (base), in 55%
+    #: and 60% of the memory; WER 0.205 for both (tiny.en), 0.118 against 0.124 (base).
+    engine: str = "openai-whisper"
+    #: TRANSCRIBE_COMPUTE_TYPE: the ctranslate2 engine's arithmetic. float32 keeps the
+    #: openai-whisper engine's transcript (tiny.en: word for word, the same times; base:
+    #: word starts 3 ms apart on average), so that the engine changes speed and memory,
+    #: not the result. int8 (weights quantized at load) is 1.2-1.3x faster again in
+    #: 65-80% of float32's memory, but greedy WER rose by 0.2 (tiny.en) and 1.2 (base)
+    #: points; with TRANSCRIBE_BEAM_SIZE=5 it gave base's best WER, 0.093, at RTF 0.23.
+    compute_type: str = "float32"
 
     @classmethod
     def from_env(cls, env: Env) -> ModelSettings:
         d = cls()
-        return cls(
+        settings = cls(
             cache_dir=Path(env.text("MODEL_CACHE_DIR", str(d.cache_dir))),
             whisper_model=env.text("WHISPER_MODEL", d.whisper_model),
             torch_threads=env.integer("TORCH_THREADS", d.torch_threads),
             beam_size=env.integer("TRANSCRIBE_BEAM_SIZE", d.beam_size, 1),
+            engine=env.choice("TRANSCRIBE_ENGINE", d.engine, TRANSCRIBE_ENGINES),
+            compute_type=env.choice("TRANSCRIBE_COMPUTE_TYPE", d.compute_type, COMPUTE_TYPES),
         )
+        if settings.engine == "ctranslate2" and settings.whisper_model.endswith(".pt"):
+            raise ConfigError(
+                "WHISPER_MODEL must name a model or a CTranslate2 model directory when"
+                f" TRANSCRIBE_ENGINE is ctranslate2, not a checkpoint ({settings.whisper_model})"
+            )
+        return settings
 
 
 @dataclass(frozen=True)

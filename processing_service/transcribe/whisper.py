@@ -100,14 +100,26 @@ def initial_prompt(prompt: str | None, vocabulary: Sequence[str]) -> str | None:
     return " ".join(parts) or None
 
 
+def fit_prompt(
+    text: str,
+    encode: Callable[[str], list[int]],
+    decode: Callable[[list[int]], str],
+    text_ctx: int,
+) -> str:
+    """`text` cut from the front to leave room in whisper's prompt (half its `text_ctx`
+    tokens) for `_CONTEXT_TOKENS` of the text before; `encode` and `decode` are the
+    model's tokenizer's."""
+    room = text_ctx // 2 - 1 - _CONTEXT_TOKENS
+    tokens = encode(" " + text)
+    return text if len(tokens) <= room else str(decode(tokens[-room:])).strip()
+
+
 def _fitted_prompt(model: Any, text: str) -> str:
     """`text` cut from the front to leave room in whisper's prompt for the text before."""
     from whisper.tokenizer import get_tokenizer  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
 
     tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages)
-    room = model.dims.n_text_ctx // 2 - 1 - _CONTEXT_TOKENS
-    tokens = tokenizer.encode(" " + text)
-    return text if len(tokens) <= room else str(tokenizer.decode(tokens[-room:])).strip()
+    return fit_prompt(text, tokenizer.encode, tokenizer.decode, model.dims.n_text_ctx)
 
 
 class _EncoderReuse:
@@ -226,30 +238,46 @@ def transcribe_file(
         )
     finally:
         _running.watch = None
-    segments = []
-    for seg in result["segments"]:
-        words = [
-            Word(
-                start=round(offset_s + float(w["start"]), 3),
-                end=round(offset_s + float(w["end"]), 3),
-                word=str(w["word"]),
-                probability=round(float(w["probability"]), 4),
-            )
-            for w in seg.get("words", [])
-        ]
-        segments.append(
-            Segment(
-                start=round(offset_s + float(seg["start"]), 3),
-                end=round(offset_s + float(seg["end"]), 3),
-                text=str(seg["text"]).strip(),
-                words=words,
-            )
+    segments = [
+        shifted_segment(
+            offset_s,
+            (seg["start"], seg["end"], seg["text"]),
+            [(w["start"], w["end"], w["word"], w["probability"]) for w in seg.get("words", [])],
         )
+        for seg in result["segments"]
+    ]
     return ChunkTranscript(language=result.get("language"), segments=segments)
 
 
+def shifted_segment(
+    offset_s: float,
+    segment: tuple[float, float, str],
+    words: Sequence[tuple[float, float, str, float]],
+) -> Segment:
+    """A decoded segment (start, end, text) and its words (start, end, word, probability),
+    times shifted by `offset_s`, rounded to milliseconds."""
+    start, end, text = segment
+    return Segment(
+        start=round(offset_s + float(start), 3),
+        end=round(offset_s + float(end), 3),
+        text=str(text).strip(),
+        words=[
+            Word(
+                start=round(offset_s + float(w_start), 3),
+                end=round(offset_s + float(w_end), 3),
+                word=str(word),
+                probability=round(float(probability), 4),
+            )
+            for w_start, w_end, word, probability in words
+        ],
+    )
+
+
 class WhisperTranscriber:
-    """openai-whisper as configured by `ModelSettings`, loaded on first use."""
+    """openai-whisper as configured by `ModelSettings`, loaded on first use.
+
+    A subclass runs the same weights on another engine: its own `_model` and `_decode`.
+    """
 
     def __init__(self, models: ModelSettings) -> None:
         self._models = models
@@ -258,6 +286,10 @@ class WhisperTranscriber:
     def _model(self) -> Any:
         m = self._models
         return get_model(m.whisper_model, m.cache_dir, m.torch_threads)
+
+    def _decode(self, model: Any, path: Path, *args: Any, prompt: str | None) -> ChunkTranscript:
+        """`transcribe_file(model, path, language, offset_s, watch)` with the settings'."""
+        return transcribe_file(model, path, *args, prompt=prompt, beam_size=self._models.beam_size)
 
     def __call__(
         self,
@@ -269,12 +301,5 @@ class WhisperTranscriber:
         vocabulary: Sequence[str] = (),
         prompt: str | None = None,
     ) -> ChunkTranscript:
-        return transcribe_file(
-            self._model(),
-            path,
-            language,
-            offset_s,
-            watch,
-            prompt=initial_prompt(prompt, vocabulary),
-            beam_size=self._models.beam_size,
-        )
+        prompt = initial_prompt(prompt, vocabulary)
+        return self._decode(self._model(), path, language, offset_s, watch, prompt=prompt)

@@ -18,27 +18,17 @@ from processing_service.transcribe.whisper import (
     transcribe_file,
 )
 from tests.support.models import MODEL_CACHE_DIR, provision
-from tests.support.speech import concatenate, speak
+from tests.support.speech import speak, two_windows
 
 pytestmark = [
     pytest.mark.models,
     pytest.mark.filterwarnings("ignore:unclosed file:ResourceWarning"),
 ]
 
-PARTS = [
-    "The budget review starts at ten o'clock tomorrow morning in the large room.",
-    "Maria will send the updated spending report to everyone before Friday.",
-    "We decided to move the public release to the middle of April.",
-    "The support team needs two more people before the summer holidays begin.",
-]
-
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 40 s of speech: two whisper windows."""
-    folder = tmp_path_factory.mktemp("speech")
-    parts = [speak(text, folder / f"part{i}.wav") for i, text in enumerate(PARTS * 2)]
-    return concatenate(parts, folder / "meeting.wav", gap_s=0.8)
+    return two_windows(tmp_path_factory.mktemp("speech"))
 
 
 def fresh_model() -> object:

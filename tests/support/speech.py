@@ -40,3 +40,19 @@ def duration_s(path: Path) -> float:
         ["soxi", "-D", str(path)], check=True, capture_output=True, text=True, timeout=60
     )
     return float(result.stdout.strip())
+
+
+#: A meeting's sentences; said twice over (`two_windows`), about 40 s of speech.
+MEETING_SENTENCES = (
+    "The budget review starts at ten o'clock tomorrow morning in the large room.",
+    "Maria will send the updated spending report to everyone before Friday.",
+    "We decided to move the public release to the middle of April.",
+    "The support team needs two more people before the summer holidays begin.",
+)
+
+
+def two_windows(folder: Path) -> Path:
+    """About 40 s of speech, two whisper windows: `MEETING_SENTENCES` twice, 0.8 s apart."""
+    sentences = MEETING_SENTENCES * 2
+    parts = [speak(text, folder / f"part{i}.wav") for i, text in enumerate(sentences)]
+    return concatenate(parts, folder / "meeting.wav", gap_s=0.8)

@@ -16,6 +16,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings.diarization.max_duration_s == 10 * 3600
     assert all(p.time_limit_ms <= MAX_HELD_MS for p in settings.policies.values())
     assert settings.models.beam_size == 1  # greedy, as whisper decodes by default
+    assert (settings.models.engine, settings.models.compute_type) == ("openai-whisper", "float32")
     assert (settings.pools.nice, settings.pools.io_idle) == (19, True)
 
 
@@ -29,11 +30,14 @@ def test_environment_overrides() -> None:
             "DIARIZE_MAX_RETRIES": "0",
             "HF_TOKEN": "hf_secret",
             "TRANSCRIBE_BEAM_SIZE": "5",
+            "TRANSCRIBE_ENGINE": "CTranslate2",
+            "TRANSCRIBE_COMPUTE_TYPE": "INT8",
             "WORKER_NICE": "5",
             "WORKER_IO_IDLE": "false",
         }
     )
     assert settings.models.beam_size == 5
+    assert (settings.models.engine, settings.models.compute_type) == ("ctranslate2", "int8")
     assert (settings.pools.nice, settings.pools.io_idle) == (5, False)
     assert settings.diarization.segmentation_step == 0.1
     assert settings.diarization.block_s == 0.0  # never split
@@ -56,6 +60,9 @@ def test_environment_overrides() -> None:
         {"CHUNK_OVERLAP_S": "400"},
         {"TORCH_THREADS": "1.5"},
         {"TRANSCRIBE_BEAM_SIZE": "0"},
+        {"TRANSCRIBE_ENGINE": "faster"},
+        {"TRANSCRIBE_COMPUTE_TYPE": "int4"},
+        {"WHISPER_MODEL": "/models/tiny.en.pt", "TRANSCRIBE_ENGINE": "ctranslate2"},
         {"WORKER_IO_IDLE": "sometimes"},
     ],
 )
