@@ -70,7 +70,7 @@ class Models:
 
     @classmethod
     def real(cls, settings: Settings) -> Models:
-        """openai-whisper and pyannote.audio, each loaded on its first call."""
+        """The configured transcription engine and pyannote.audio, each loaded on first call."""
         return cls(
             transcriber=make_transcriber(settings.models),
             diarize=PyannoteDiarize(settings.models, settings.diarization),
