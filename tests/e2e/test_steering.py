@@ -176,7 +176,9 @@ def test_cancel_while_diarizing(
         assert 0 <= seconds < LET_GO_S
         final = wait_for(client, job_id, lambda j: stage(j, "notify")["state"] == "succeeded", 60)
         assert final["status"] == "cancelled"
-        assert stage(final, "transcribe")["state"] == "succeeded"
+        assert stage(final, "diarize")["state"] == "cancelled"
+        # Diarization runs alongside transcription: the cancel may have caught both.
+        assert stage(final, "transcribe")["state"] in {"succeeded", "cancelled"}
         assert stage(final, "analyze")["state"] == "cancelled"
     assert not (isolated_env.storage_dir / "work" / job_id).exists()
 
