@@ -87,7 +87,7 @@ replay-dlq: venv services ## List dead letters and move them back (QUEUE=name|al
 bench-ingest: venv system-deps models services ## The ingest API side by side with a FastAPI + Celery baseline, beside busy workers, 1 vs N processes -> bench/ingest.json
 	@$(PY) -m scripts.bench_ingest --out bench/ingest.json $(BENCH_ARGS)
 
-bench-pipeline: venv system-deps models services ## Pipeline wall time vs bare whisper, worker memory on a long file -> bench/pipeline.json
+bench-pipeline: venv system-deps models services ## Pipeline vs bare whisper; a 10 min job sequential vs overlapped stages; worker memory on 6 h -> bench/pipeline.json
 	@$(PY) -m scripts.bench_pipeline --out bench/pipeline.json $(BENCH_ARGS)
 
 bench-transcribe: venv system-deps models ## Bare whisper vs the transcribe stage (encoder reuse, beam 5) vs the ctranslate2 engine: RTF, WER, peak RSS, tiny.en and base -> bench/transcribe.json
