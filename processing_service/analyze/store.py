@@ -9,7 +9,7 @@ import msgspec
 
 from contracts import Analysis, ResultDocument, Stage, StageState
 from processing_service.runtime.database import Database
-from processing_service.runtime.jobs import ADD_WARNING, finish_stage_in
+from processing_service.runtime.jobs import ADD_WARNING, LOCK_JOB, finish_stage_in
 
 
 def result(db: Database, job_id: str) -> ResultDocument | None:
@@ -23,6 +23,7 @@ def save_analysis(db: Database, job_id: str, analysis: Analysis, warnings: list[
 
     async def q(conn: asyncpg.Connection) -> None:
         jid = uuid.UUID(job_id)
+        await conn.execute(LOCK_JOB, jid)
         await conn.execute(
             "UPDATE job_results SET updated_at = now(),"
             " document = document || jsonb_build_object('analysis', $2::jsonb)"

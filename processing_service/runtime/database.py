@@ -2,8 +2,10 @@
 
 Dramatiq runs actors in threads, so the stores offer plain blocking methods. `Database`
 runs asyncpg on an event-loop thread of its own, started on first use in each worker
-process (after Dramatiq forks). `transaction(fn)` runs `fn(conn)` in one transaction;
-the one-statement helpers (`fetchval`, `fetchrow`, `fetch`, `execute`) spare the stores
+process (after Dramatiq forks). `transaction(fn)` runs `fn(conn)` in one transaction,
+and runs it again when Postgres rolled it back for a conflict (a deadlock or a
+serialization failure, which its manual asks the application to retry); the
+one-statement helpers (`fetchval`, `fetchrow`, `fetch`, `execute`) spare the stores
 a closure per query.
 """
 
@@ -23,6 +25,9 @@ T = TypeVar("T")
 
 #: Seconds a caller waits for one transaction before giving up on it.
 CALL_TIMEOUT_S = 90
+
+#: Times a transaction runs when Postgres keeps rolling it back for a conflict.
+CONFLICT_TRIES = 4
 
 
 class Database:
@@ -55,8 +60,16 @@ class Database:
         loop, pool = self._ensure_started()
 
         async def call() -> T:
-            async with pool.acquire() as conn, conn.transaction():
-                return await fn(conn)
+            attempt = 1
+            while True:
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        return await fn(conn)
+                except asyncpg.TransactionRollbackError:
+                    if attempt == CONFLICT_TRIES:
+                        raise
+                    await asyncio.sleep(0.05 * attempt)
+                    attempt += 1
 
         return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=CALL_TIMEOUT_S)
 

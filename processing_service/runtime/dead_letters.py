@@ -11,6 +11,7 @@ from contracts import Stage
 from contracts.routing import SUBMIT_QUEUE
 from infra.generations import start_generation
 from processing_service.runtime.database import Database
+from processing_service.runtime.jobs import LOCK_JOB
 
 
 class DeadLetterStore:
@@ -106,6 +107,7 @@ class DeadLetterStore:
 
         async def q(conn: asyncpg.Connection) -> int | None:
             jid = uuid.UUID(job_id)
+            await conn.execute(LOCK_JOB, jid)
             await conn.execute(
                 "UPDATE dead_letters SET replayed_at = now() WHERE message_id = $1"
                 " AND replayed_at IS NULL",

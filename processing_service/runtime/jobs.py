@@ -3,6 +3,12 @@
 A stage's own outputs (chunks, transcript, speakers, notes, deliveries) are written by
 the store of its package; what is written here is the state machine: a job is loaded,
 a stage started, finished, degraded or failed, and the job finalized.
+
+Lock order: every transaction that writes a job's rows (its stages, chunks, blocks,
+results) locks the job row first (`LOCK_JOB`, or `LOCK_LIVE_JOB`). Two of them then
+queue on that one lock instead of taking the same rows in opposite orders, a deadlock
+Postgres would break by aborting one of them (for instance a diarization starting while
+a failed transcription fails the job).
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ class StageOutcome:
     metadata: dict[str, Any]
 
 
+#: Locks job $1's row: taken first by every transaction that writes the job's rows.
+LOCK_JOB = "SELECT true FROM jobs WHERE id = $1 FOR UPDATE"
+
 #: Row-locking check that job $1 is still queued or processing: a stray or late message
 #: for a finished job must not rewrite its history.
 LOCK_LIVE_JOB = (
@@ -62,6 +71,7 @@ async def finish_stage_in(
 
     Returns the stages queued: the caller sends their messages once this commits.
     """
+    await conn.execute(LOCK_JOB, jid)  # a no-op when the caller holds it already
     # A stage that a cancel stopped stays cancelled, whatever its worker finished.
     await conn.execute(
         "UPDATE job_stages SET state = $3, error = $4, finished_at = now()"
@@ -153,6 +163,7 @@ class JobStore:
 
         async def q(conn: asyncpg.Connection) -> int:
             jid = uuid.UUID(job_id)
+            await conn.execute(LOCK_JOB, jid)
             # Not a stage settled meanwhile: a diarization running alongside a
             # transcription that failed the job must not show it running again.
             attempts: int | None = await conn.fetchval(

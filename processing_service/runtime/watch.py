@@ -23,6 +23,8 @@ from processing_service.runtime.errors import JobCancelled
 DEFAULT_INTERVAL_S = 1.0
 
 _LIVE = "SELECT status IN ('queued', 'processing') FROM jobs WHERE id = $1"
+#: The same, locking the job row first as every writer of its rows does (`runtime.jobs`).
+_LOCK_LIVE = _LIVE + " FOR UPDATE"
 
 
 class StageWatch:
@@ -63,7 +65,7 @@ class StageWatch:
 
     def _report(self, done: float) -> Callable[[asyncpg.Connection], Awaitable[bool]]:
         async def q(conn: asyncpg.Connection) -> bool:
-            live = await conn.fetchval(_LIVE, self._job_id)
+            live = await conn.fetchval(_LOCK_LIVE, self._job_id)
             if not live:
                 return False
             if self._part is not None and self._stage is Stage.TRANSCRIBE:

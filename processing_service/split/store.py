@@ -10,7 +10,7 @@ import msgspec
 
 from contracts import AudioFacts, Stage, StageState
 from processing_service.runtime.database import Database
-from processing_service.runtime.jobs import finish_stage_in
+from processing_service.runtime.jobs import LOCK_JOB, finish_stage_in
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ def complete_split(
 
     async def q(conn: asyncpg.Connection) -> None:
         jid = uuid.UUID(job_id)
+        await conn.execute(LOCK_JOB, jid)
         await conn.execute(
             "UPDATE jobs SET audio = $2 WHERE id = $1", jid, msgspec.to_builtins(audio)
         )

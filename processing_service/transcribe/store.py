@@ -11,7 +11,7 @@ import msgspec
 from contracts import ResultDocument, Stage, StageState
 from contracts.states import DONE_STATES
 from processing_service.runtime.database import Database
-from processing_service.runtime.jobs import finish_stage_in
+from processing_service.runtime.jobs import LOCK_JOB, finish_stage_in
 from processing_service.transcribe.stitching import ChunkTranscript
 
 
@@ -85,7 +85,7 @@ def complete_transcription(
     async def q(conn: asyncpg.Connection) -> list[Stage] | None:
         jid = uuid.UUID(job_id)
         # The job row lock serialises the chunks' fan-in.
-        await conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", jid)
+        await conn.execute(LOCK_JOB, jid)
         state = await conn.fetchval(
             "SELECT state FROM job_stages WHERE job_id = $1 AND stage = 'transcribe'", jid
         )

@@ -122,44 +122,9 @@ class InProcessWorker:
 
     def submit(self, seconds: float = 12.0, **options: Any) -> str:
         """Store a WAV and record its job as the ingest service does; send it to split."""
-        job_id = str(uuid.uuid4())
-        relative = f"uploads/{job_id}.wav"
-        path = self.settings.storage_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = wav_bytes(seconds)
-        path.write_bytes(data)
-        message = JobSubmitted(
-            job_id=job_id,
-            storage_path=relative,
-            original_filename="meeting.wav",
-            size_bytes=len(data),
-            sha256="0" * 64,
-            content_type="audio/wav",
-            submitted_at=datetime.now(UTC),
-            options=msgspec.convert(options, JobOptions),
-        )
-        query(
-            self.settings.database_url,
-            "INSERT INTO jobs (id, original_filename, content_type, audio_format, size_bytes,"
-            " sha256, storage_path, options, webhook_secret) VALUES"
-            " ($1, 'meeting.wav', 'audio/wav', 'wav', $2, $3, $4, $5::jsonb, $6)",
-            uuid.UUID(job_id),
-            len(data),
-            message.sha256,
-            relative,
-            msgspec.json.encode(message.options).decode(),
-            "whsec_" + "QUJD" * 8 if options.get("webhook_url") else None,
-        )
-        query(
-            self.settings.database_url,
-            "INSERT INTO job_stages (job_id, stage, position, state)"
-            " SELECT $1, s.stage, s.ord - 1, CASE WHEN s.ord = 1 THEN 'queued' ELSE 'pending' END"
-            " FROM unnest($2::text[]) WITH ORDINALITY AS s(stage, ord)",
-            uuid.UUID(job_id),
-            [stage.value for stage in PIPELINE],
-        )
+        message = record_job(self.settings, seconds, **options)
         self.send(Stage.SPLIT, message)
-        return job_id
+        return message.job_id
 
     def send(self, stage: Stage, message: Message) -> None:
         self.broker.get_actor(stage.value).send(msgspec.to_builtins(message))
@@ -202,6 +167,47 @@ class InProcessWorker:
             "attempts": {s["stage"]: s["attempts"] for s in stages},
             "result": msgspec.json.decode(result[0][0]) if result else None,
         }
+
+
+def record_job(settings: Settings, seconds: float = 12.0, **options: Any) -> JobSubmitted:
+    """Store a WAV and record its job (split queued) as the ingest service does."""
+    job_id = str(uuid.uuid4())
+    relative = f"uploads/{job_id}.wav"
+    path = settings.storage_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = wav_bytes(seconds)
+    path.write_bytes(data)
+    message = JobSubmitted(
+        job_id=job_id,
+        storage_path=relative,
+        original_filename="meeting.wav",
+        size_bytes=len(data),
+        sha256="0" * 64,
+        content_type="audio/wav",
+        submitted_at=datetime.now(UTC),
+        options=msgspec.convert(options, JobOptions),
+    )
+    query(
+        settings.database_url,
+        "INSERT INTO jobs (id, original_filename, content_type, audio_format, size_bytes,"
+        " sha256, storage_path, options, webhook_secret) VALUES"
+        " ($1, 'meeting.wav', 'audio/wav', 'wav', $2, $3, $4, $5::jsonb, $6)",
+        uuid.UUID(job_id),
+        len(data),
+        message.sha256,
+        relative,
+        msgspec.json.encode(message.options).decode(),
+        "whsec_" + "QUJD" * 8 if options.get("webhook_url") else None,
+    )
+    query(
+        settings.database_url,
+        "INSERT INTO job_stages (job_id, stage, position, state)"
+        " SELECT $1, s.stage, s.ord - 1, CASE WHEN s.ord = 1 THEN 'queued' ELSE 'pending' END"
+        " FROM unnest($2::text[]) WITH ORDINALITY AS s(stage, ord)",
+        uuid.UUID(job_id),
+        [stage.value for stage in PIPELINE],
+    )
+    return message
 
 
 def migrated(database_url: str) -> None:
