@@ -16,7 +16,8 @@ Two things faster-whisper does its own way:
   window little room to decode).
 * `transcribe` returns a lazy generator: the decoding happens as it is iterated, one
   segment at a time, and the watch is called after each segment. A window that holds no
-  speech yields nothing, so a long silence reports no progress until speech follows.
+  speech yields nothing; with the voice-activity gate on (the default) silence is not
+  decoded at all, and counts as done once the speech after it is.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from typing import Any
 
 from processing_service.runtime.config import ConfigError
 from processing_service.runtime.errors import UploadMissing
+from processing_service.transcribe.speech import SAMPLE_RATE, Decoded, find_speech
 from processing_service.transcribe.stitching import ChunkTranscript
 from processing_service.transcribe.whisper import (
     Watch,
     WhisperTranscriber,
     fit_prompt,
-    shifted_segment,
+    on_the_files_clock,
+    shifted_segments,
 )
 
 _models: dict[tuple[str, str, int], Any] = {}
@@ -116,37 +119,54 @@ def transcribe_file(
     *,
     prompt: str | None = None,
     beam_size: int = 1,
+    vad_threshold: float | None = None,
 ) -> ChunkTranscript:
     """Transcribe one audio file; times in the result are shifted by `offset_s`.
 
     Decoded as the openai-whisper engine decodes (temperature fallback, word timestamps,
     `beam_size` hypotheses and as many samples at a fallback); `prompt` (see
     `initial_prompt`) leads into every 30 s window. `watch` gets the seconds of the file
-    decoded after each segment; an exception it raises stops the decoding.
+    decoded after each segment; an exception it raises stops the decoding. With a
+    `vad_threshold`, only the speech the voice-activity gate finds is decoded, as the
+    other engine does (`transcribe.speech`; not faster-whisper's `vad_filter`, so that
+    both engines hear the same speech and time it alike).
     """
     from faster_whisper import decode_audio  # noqa: PLC0415
 
     if not path.exists():  # else the reason would be PyAV's
         raise UploadMissing(f"the chunk {path.name} is not in storage")
+    audio = decode_audio(str(path))
+    duration_s = len(audio) / SAMPLE_RATE
+    if not model.model.is_multilingual:
+        language = "en"
+    speech = None if vad_threshold is None else find_speech(audio, vad_threshold)
+    if speech is not None:
+        if not speech.spans:
+            return ChunkTranscript(language=language, segments=[])
+        audio = speech.audio
+        if watch is not None:
+            watch = on_the_files_clock(watch, speech)
     segments, info = model.transcribe(
-        decode_audio(str(path)),
-        language=language if model.model.is_multilingual else "en",
+        audio,
+        language=language,
         beam_size=beam_size,
         best_of=beam_size,
         word_timestamps=True,
         hotwords=None if prompt is None else _fitted_prompt(model, prompt),
     )
-    result = []
-    decoded = 0.0
+    decoded: list[Decoded] = []
+    reached = 0.0
     for seg in segments:  # each step decodes
         words = [(w.start, w.end, w.word, w.probability) for w in seg.words or ()]
-        result.append(shifted_segment(offset_s, (seg.start, seg.end, seg.text), words))
-        decoded = max(decoded, float(seg.end))
+        decoded.append((seg.start, seg.end, seg.text, words))
+        reached = max(reached, float(seg.end))
         if watch is not None:
-            watch(decoded)
+            watch(reached)
     if watch is not None:
-        watch(float(info.duration))
-    return ChunkTranscript(language=info.language, segments=result)
+        watch(duration_s if speech is None else speech.position(info.duration, end=True))
+    return ChunkTranscript(
+        language=info.language, segments=shifted_segments(offset_s, decoded, speech)
+    )
 
 
 class CTranslate2Transcriber(WhisperTranscriber):
@@ -157,4 +177,7 @@ class CTranslate2Transcriber(WhisperTranscriber):
         return get_model(m.whisper_model, m.cache_dir, m.compute_type, m.torch_threads)
 
     def _decode(self, model: Any, path: Path, *args: Any, prompt: str | None) -> ChunkTranscript:
-        return transcribe_file(model, path, *args, prompt=prompt, beam_size=self._models.beam_size)
+        m = self._models
+        return transcribe_file(
+            model, path, *args, prompt=prompt, beam_size=m.beam_size, vad_threshold=m.gate
+        )

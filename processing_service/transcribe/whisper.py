@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from contracts import Segment, Word
 from processing_service.runtime.config import ModelSettings
 from processing_service.runtime.errors import UploadMissing
+from processing_service.transcribe.speech import Decoded, Speech, find_speech
 from processing_service.transcribe.stitching import ChunkTranscript
 
 _models: dict[str, Any] = {}
@@ -212,23 +213,32 @@ def transcribe_file(
     *,
     prompt: str | None = None,
     beam_size: int = 1,
+    vad_threshold: float | None = None,
 ) -> ChunkTranscript:
     """Transcribe one audio file; times in the result are shifted by `offset_s`.
 
     `prompt` (see `initial_prompt`) leads into every 30 s window, not only the first, so
-    that a glossary still holds ten minutes into a chunk.
+    that a glossary still holds ten minutes into a chunk. With a `vad_threshold`, only
+    the speech the voice-activity gate finds is decoded (`transcribe.speech`).
     """
     import whisper  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
 
     if not path.exists():  # else the reason would be ffmpeg's whole banner
         raise UploadMissing(f"the chunk {path.name} is not in storage")
     audio = whisper.load_audio(str(path))
+    if not is_multilingual(model):
+        language = "en"
+    speech = None if vad_threshold is None else find_speech(audio, vad_threshold)
+    if speech is not None:
+        if not speech.spans:
+            return ChunkTranscript(language=language, segments=[])
+        audio = speech.audio
     _hook_progress()
-    _running.watch = watch
+    _running.watch = watch if speech is None or watch is None else on_the_files_clock(watch, speech)
     try:
         result = model.transcribe(
             audio,
-            language=language if is_multilingual(model) else "en",
+            language=language,
             word_timestamps=True,
             fp16=False,
             verbose=None,
@@ -238,15 +248,35 @@ def transcribe_file(
         )
     finally:
         _running.watch = None
-    segments = [
-        shifted_segment(
-            offset_s,
-            (seg["start"], seg["end"], seg["text"]),
+    decoded: list[Decoded] = [
+        (
+            seg["start"],
+            seg["end"],
+            seg["text"],
             [(w["start"], w["end"], w["word"], w["probability"]) for w in seg.get("words", [])],
         )
         for seg in result["segments"]
     ]
-    return ChunkTranscript(language=result.get("language"), segments=segments)
+    return ChunkTranscript(
+        language=result.get("language"), segments=shifted_segments(offset_s, decoded, speech)
+    )
+
+
+def on_the_files_clock(watch: Watch, speech: Speech) -> Watch:
+    """`watch` fed with the file's time for the joined speech's: the silence the gate
+    skipped counts as decoded."""
+    return lambda decoded_s: watch(speech.position(decoded_s, end=True))
+
+
+def shifted_segments(
+    offset_s: float, decoded: Sequence[Decoded], speech: Speech | None
+) -> list[Segment]:
+    """Decoded segments (of the joined speech, when the gate ran) as the file's segments,
+    shifted by `offset_s`."""
+    restored = decoded if speech is None else speech.restore(decoded)
+    return [
+        shifted_segment(offset_s, (start, end, text), words) for start, end, text, words in restored
+    ]
 
 
 def shifted_segment(
@@ -289,7 +319,10 @@ class WhisperTranscriber:
 
     def _decode(self, model: Any, path: Path, *args: Any, prompt: str | None) -> ChunkTranscript:
         """`transcribe_file(model, path, language, offset_s, watch)` with the settings'."""
-        return transcribe_file(model, path, *args, prompt=prompt, beam_size=self._models.beam_size)
+        m = self._models
+        return transcribe_file(
+            model, path, *args, prompt=prompt, beam_size=m.beam_size, vad_threshold=m.gate
+        )
 
     def __call__(
         self,

@@ -18,6 +18,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings.models.beam_size == 1  # greedy, as whisper decodes by default
     assert (settings.models.engine, settings.models.compute_type) == ("openai-whisper", "float32")
     assert (settings.pools.nice, settings.pools.io_idle) == (19, True)
+    assert settings.models.gate == 0.5  # the voice-activity gate is on
 
 
 def test_environment_overrides() -> None:
@@ -34,8 +35,11 @@ def test_environment_overrides() -> None:
             "TRANSCRIBE_COMPUTE_TYPE": "INT8",
             "WORKER_NICE": "5",
             "WORKER_IO_IDLE": "false",
+            "TRANSCRIBE_VAD_THRESHOLD": "0.3",
         }
     )
+    assert settings.models.gate == 0.3
+    assert Settings.from_env({"TRANSCRIBE_VAD": "off"}).models.gate is None
     assert settings.models.beam_size == 5
     assert (settings.models.engine, settings.models.compute_type) == ("ctranslate2", "int8")
     assert (settings.pools.nice, settings.pools.io_idle) == (5, False)
@@ -64,6 +68,9 @@ def test_environment_overrides() -> None:
         {"TRANSCRIBE_COMPUTE_TYPE": "int4"},
         {"WHISPER_MODEL": "/models/tiny.en.pt", "TRANSCRIBE_ENGINE": "ctranslate2"},
         {"WORKER_IO_IDLE": "sometimes"},
+        {"TRANSCRIBE_VAD": "maybe"},
+        {"TRANSCRIBE_VAD_THRESHOLD": "0"},
+        {"TRANSCRIBE_VAD_THRESHOLD": "1"},
     ],
 )
 def test_bad_values_are_named(env: dict[str, str]) -> None:
