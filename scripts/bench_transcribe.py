@@ -11,7 +11,15 @@ own settings, side by side -> bench/transcribe.json.
   (TRANSCRIBE_ENGINE=ctranslate2, faster-whisper) on the same weights, float32 or int8,
   greedy or beam 5; its process never imports torch.
 
-``--configs`` picks some of them (``bare`` is the one the others are compared with).
+A ``+vad`` suffix (``stage+vad``, ``ct2-fp32+vad``) runs a configuration behind the
+voice-activity gate (`processing_service.transcribe.speech`, on by default in the
+worker); the others run without it, as they were first measured. ``--configs`` picks
+some of them (``bare`` is the one the others are compared with).
+
+``--section gate`` compares each engine with and without the gate (``GATE_CONFIGS``) on
+the same recordings plus the last meeting with two minutes of digital silence before and
+after it, and measures what the gate keeps of the AMI excerpts' annotated speech; it
+writes the file's ``gate`` entry and keeps the rest.
 
 Each configuration of each model runs in a fresh process (spawned), loads the model and
 warms up on a short clip first (numba's JIT for word timestamps), then transcribes every
@@ -32,6 +40,7 @@ import json
 import multiprocessing
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from scripts.bench_accuracy import AMI_DIR, ami_recordings
 from scripts.bench_ingest.report import git_info, machine_info
 from tests.support.diarization_audio import TUNING_VOICES, meeting
 from tests.support.models import MODEL_CACHE_DIR, provision
@@ -50,6 +60,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The ctranslate2 engine's configurations: compute type, beam size.
 CT2_CONFIGS = {"ct2-fp32": ("float32", 1), "ct2-int8": ("int8", 1), "ct2-int8-beam5": ("int8", 5)}
 CONFIGS = ("bare", "stage", "beam2", "beam5", *CT2_CONFIGS)
+#: Suffix of a configuration run with the voice-activity gate (TRANSCRIBE_VAD, the
+#: worker's default): ``stage+vad``, ``ct2-fp32+vad``.
+VAD = "+vad"
+#: Silence before and after the meeting of the gate's recording with breaks.
+BREAK_S = 120.0
+#: The gate's own comparison (``--section gate``): each engine with and without it.
+GATE_CONFIGS = ("bare", "stage", "stage+vad", "ct2-fp32", "ct2-fp32+vad")
 Transcribe = Callable[[Path], Any]
 
 
@@ -84,7 +101,46 @@ def recordings(work: Path, meetings: int) -> list[Recording]:
     return found
 
 
-def openai_whisper(config: str, model_name: str, threads: int) -> Transcribe:
+def with_breaks(work: Path, recording: Recording, silence_s: float) -> Recording:
+    """`recording` with `silence_s` of digital silence before and after it (sox): what
+    a meeting with breaks gives the decoder."""
+    out = work / f"{recording.name}-breaks.wav"
+    pad = ["pad", str(silence_s), str(silence_s)]
+    command = ["sox", recording.wav, "-r", "16000", "-c", "1", str(out), *pad]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return Recording(f"{recording.name}-with-breaks", str(out), duration_s(out), recording.text)
+
+
+def gate_on_real_meetings() -> dict[str, Any]:
+    """What the gate keeps of the AMI excerpts (real far-field meetings, who-spoke-when
+    annotated): the share of the annotated speech inside its spans, and of all audio."""
+    import numpy as np  # noqa: PLC0415
+    import whisper  # noqa: PLC0415
+
+    from processing_service.transcribe.speech import SAMPLE_RATE, find_speech  # noqa: PLC0415
+
+    rows = []
+    for rec in ami_recordings(AMI_DIR, REPO_ROOT / "var" / "bench-transcribe"):
+        audio = whisper.load_audio(str(rec.wav))
+        times = np.arange(0, len(audio) / SAMPLE_RATE, 0.01)  # every 10 ms
+        kept = np.zeros(len(times), bool)
+        for a, b in find_speech(audio).spans:
+            kept |= (times >= a / SAMPLE_RATE) & (times < b / SAMPLE_RATE)
+        spoken = np.zeros(len(times), bool)
+        for start, end, _ in rec.turns:
+            spoken |= (times >= start) & (times < end)
+        seconds = {"audio_s": len(times), "speech_s": spoken.sum(), "kept_s": kept.sum(),
+                   "speech_kept_s": (spoken & kept).sum()}  # fmt: skip
+        rows.append({"name": rec.name} | {k: round(float(v) / 100, 1) for k, v in seconds.items()})
+    total = {k: sum(r[k] for r in rows) for k in ("audio_s", "speech_s", "kept_s", "speech_kept_s")}
+    return {
+        "recordings": rows,
+        "speech_kept": round(total["speech_kept_s"] / max(total["speech_s"], 1e-9), 3),
+        "audio_kept": round(total["kept_s"] / max(total["audio_s"], 1e-9), 3),
+    }
+
+
+def openai_whisper(config: str, model_name: str, threads: int, gate: float | None) -> Transcribe:
     """openai-whisper's `model.transcribe` (``bare``) or the stage's `transcribe_file`."""
     import torch  # noqa: PLC0415
 
@@ -104,12 +160,14 @@ def openai_whisper(config: str, model_name: str, threads: int) -> Transcribe:
 
     def transcribe(path: Path) -> Any:
         torch.manual_seed(0)  # a temperature fallback samples: the same draws each run
-        return transcribe_file(model, path, language, 0.0, beam_size=beam)
+        return transcribe_file(model, path, language, 0.0, beam_size=beam, vad_threshold=gate)
 
     return transcribe
 
 
-def ctranslate2_engine(config: str, model_name: str, threads: int) -> Transcribe:
+def ctranslate2_engine(
+    config: str, model_name: str, threads: int, gate: float | None
+) -> Transcribe:
     """The ctranslate2 engine's `transcribe_file` with the configuration's settings."""
     import ctranslate2  # noqa: PLC0415
 
@@ -120,7 +178,7 @@ def ctranslate2_engine(config: str, model_name: str, threads: int) -> Transcribe
 
     def transcribe(path: Path) -> Any:
         ctranslate2.set_random_seed(0)
-        return faster.transcribe_file(model, path, None, 0.0, beam_size=beam)
+        return faster.transcribe_file(model, path, None, 0.0, beam_size=beam, vad_threshold=gate)
 
     return transcribe
 
@@ -138,8 +196,11 @@ def peak_rss_kib() -> int:
 def run_config(config: str, model_name: str, threads: int, items: list[dict[str, Any]],
                warmup: str) -> dict[str, Any]:  # fmt: skip
     """In a fresh process: load, warm up, transcribe every recording with `config`."""
-    engine = ctranslate2_engine if config in CT2_CONFIGS else openai_whisper
-    transcribe = engine(config, model_name, threads)
+    from processing_service.transcribe.speech import THRESHOLD  # noqa: PLC0415
+
+    base = config.removesuffix(VAD)
+    engine = ctranslate2_engine if base in CT2_CONFIGS else openai_whisper
+    transcribe = engine(base, model_name, threads, THRESHOLD if config.endswith(VAD) else None)
     transcribe(Path(warmup))
     results = []
     for item in items:
@@ -197,25 +258,44 @@ def summarise(run: dict[str, Any], items: list[Recording], bare: dict[str, Any] 
     run["word_start_error_vs_bare_ms"] = round(statistics.mean(timing), 1) if timing else None
 
 
+def write(out: Path, section: str, results: dict[str, Any]) -> None:
+    """`results` into `out`: the whole file, or for the gate its `gate` entry alone."""
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    if section == "gate":
+        results["real_meetings"] = gate_on_real_meetings()
+        results = previous | {"gate": results}
+    elif "gate" in previous:
+        results["gate"] = previous["gate"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench_transcribe")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/transcribe.json")
     parser.add_argument("--models", default="tiny.en,base")
     parser.add_argument("--meetings", type=int, default=4, help="generated meetings")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", help=f"default: {','.join(CONFIGS)}"
+                        f" (with --section gate: {','.join(GATE_CONFIGS)})")  # fmt: skip
+    parser.add_argument("--section", choices=("runs", "gate"), default="runs",
+                        help="gate: the voice-activity gate on and off, on a recording with"
+                        " breaks too, into the file's `gate` entry (the rest is kept)")  # fmt: skip
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    if unknown := sorted(set(configs) - set(CONFIGS)):
+    default = GATE_CONFIGS if args.section == "gate" else CONFIGS
+    configs = [c.strip() for c in (args.configs or ",".join(default)).split(",") if c.strip()]
+    if unknown := sorted({c.removesuffix(VAD) for c in configs} - set(CONFIGS)):
         parser.error(f"unknown configurations {unknown}; choose from {', '.join(CONFIGS)}")
     work = REPO_ROOT / "var" / "bench-transcribe"
     work.mkdir(parents=True, exist_ok=True)
     for model in models:
         provision("processing_service.transcribe.weights", "--model", model)
-        if any(config in CT2_CONFIGS for config in configs):
+        if any(config.removesuffix(VAD) in CT2_CONFIGS for config in configs):
             provision("processing_service.transcribe.weights", "--model", model, "--ctranslate2")
     items = recordings(work, args.meetings)
+    if args.section == "gate":
+        items += [with_breaks(work, items[-1], BREAK_S)]
     warmup = speak("A short sentence to warm the model up.", work / "warmup.wav")
     audio_s = sum(r.seconds for r in items)
     print(f"{len(items)} recordings, {audio_s:.0f} s of audio", flush=True)
@@ -266,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         results["runs"][model] = runs
     results["finished_at"] = datetime.now(UTC).isoformat()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write(args.out, args.section, results)
     print(f"written to {args.out}")
     return 0
 
