@@ -303,6 +303,8 @@ def run_long(args: argparse.Namespace, work: Path, warm: Path) -> dict[str, Any]
             wall, job = stack.run_job(long_file, 12 * 3600)
         document = httpx.get(f"{stack.url}/v1/jobs/{job['id']}/result", timeout=60).json()
     audio = duration_s(long_file)
+    speech_s = duration_s(work / "meeting.wav")  # at the start of every 30 min
+    words = [w for s in document.get("segments") or [] for w in s.get("words") or []]
     return {
         "audio_s": round(audio, 1),
         "recording": (
@@ -316,13 +318,10 @@ def run_long(args: argparse.Namespace, work: Path, warm: Path) -> dict[str, Any]
         "real_time_factor": round(wall / audio, 3),
         "stage_seconds": stage_seconds(job),
         "speakers_found": len(document.get("speakers") or []),
-        "words": sum(len(s.get("words") or []) for s in document.get("segments") or []),
-        "words_with_speaker": sum(
-            1
-            for s in document.get("segments") or []
-            for w in s.get("words") or []
-            if w.get("speaker")
-        ),
+        "words": len(words),
+        "words_with_speaker": sum(1 for w in words if w.get("speaker")),
+        # Words timed in the digital silence (a second clear of the meeting): hallucinated.
+        "words_in_silence": sum(1 for w in words if w["start"] % 1800 > speech_s + 1.0),
         "warnings": document.get("warnings"),
         "worker_peak_rss_mb": round(rss.peak_kib / 1024),
         "worker_rss_mb_per_minute": [round(kib / 1024) for kib in rss.per_minute_peak_kib()],
