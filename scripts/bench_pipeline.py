@@ -320,8 +320,13 @@ def run_long(args: argparse.Namespace, work: Path, warm: Path) -> dict[str, Any]
         "speakers_found": len(document.get("speakers") or []),
         "words": len(words),
         "words_with_speaker": sum(1 for w in words if w.get("speaker")),
-        # Words timed in the digital silence (a second clear of the meeting): hallucinated.
-        "words_in_silence": sum(1 for w in words if w["start"] % 1800 > speech_s + 1.0),
+        # Words timed in the digital silence, a second clear of the meetings on both sides
+        # (the first word of a meeting may start a little before it): hallucinated.
+        "words_in_silence": [
+            [w["word"], w["start"], w["end"]]
+            for w in words
+            if speech_s + 1.0 < w["start"] % 1800 < 1800 - 1.0
+        ],
         "warnings": document.get("warnings"),
         "worker_peak_rss_mb": round(rss.peak_kib / 1024),
         "worker_rss_mb_per_minute": [round(kib / 1024) for kib in rss.per_minute_peak_kib()],
