@@ -196,8 +196,8 @@ class ModelSettings:
     vad: bool = True
     #: TRANSCRIBE_VAD_THRESHOLD: the detector's speech probability (0-1) above which audio
     #: is speech. Silero's default, 0.5, kept 90% of the annotated speech of the AMI
-    #: excerpts in ../shared/data and missed mostly faint far-field voices that whisper
-    #: transcribed no better; lower keeps more, and more of the noise.
+    #: excerpts in ../shared/data, in 55% of their audio, and missed faint far-field
+    #: voices; lower keeps more of those, and more of the noise.
     vad_threshold: float = 0.5
 
     @property

@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 #: Whisper's sampling rate: the audio the gate reads is the decoder's.
 SAMPLE_RATE = 16_000
 #: Silero's speech probability above which a frame is speech (TRANSCRIBE_VAD_THRESHOLD).
@@ -102,6 +100,7 @@ def vad_options(threshold: float = THRESHOLD) -> Any:
 
 def find_speech(audio: Any, threshold: float = THRESHOLD) -> Speech:
     """The speech in `audio` (float samples at 16 kHz); no spans when there is none."""
+    import numpy as np  # noqa: PLC0415
     from faster_whisper.vad import get_speech_timestamps  # noqa: PLC0415
 
     if len(audio) == 0:
