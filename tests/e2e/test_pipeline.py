@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,6 +142,27 @@ def test_undecodable_audio_fails_fast_with_a_clear_reason(
         job_id,
     )
     assert rows[0][0] == 0
+
+
+def test_a_silent_recording_completes_with_no_words(
+    ingest: IngestServer, worker: Worker, tmp_path: Path
+) -> None:
+    # A muted microphone: no speech, no words, and still a completed job whose every
+    # format renders (tests/integration/test_speech_gate.py shows what the gate keeps out).
+    silent = tmp_path / "muted.wav"
+    sox = ["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(silent), "trim", "0", "60"]
+    subprocess.run(sox, check=True, capture_output=True, timeout=60)
+    with ingest.client() as client:
+        job_id = upload(client, silent, language="en")
+        job = wait_for_job(client, job_id)
+        result = client.get(f"/v1/jobs/{job_id}/result").json()
+        formats = {f: client.get(f"/v1/jobs/{job_id}/result", params={"format": f})
+                   for f in ("txt", "srt", "vtt")}  # fmt: skip
+    assert job["status"] == "completed", job
+    assert stage(job, "transcribe")["state"] == "succeeded"
+    assert result["segments"] == []
+    assert result["text"].strip() == ""
+    assert all(r.status_code == 200 for r in formats.values()), formats
 
 
 MEETING = [
