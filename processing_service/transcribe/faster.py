@@ -30,7 +30,7 @@ from typing import Any
 
 from processing_service.runtime.config import ConfigError
 from processing_service.runtime.errors import UploadMissing
-from processing_service.transcribe.speech import SAMPLE_RATE, Decoded, find_speech
+from processing_service.transcribe.speech import Decoded, find_speech
 from processing_service.transcribe.stitching import ChunkTranscript
 from processing_service.transcribe.whisper import (
     Watch,
@@ -136,18 +136,15 @@ def transcribe_file(
     if not path.exists():  # else the reason would be PyAV's
         raise UploadMissing(f"the chunk {path.name} is not in storage")
     audio = decode_audio(str(path))
-    duration_s = len(audio) / SAMPLE_RATE
     if not model.model.is_multilingual:
         language = "en"
-    speech = None if vad_threshold is None else find_speech(audio, vad_threshold)
-    if speech is not None:
-        if not speech.spans:
-            return ChunkTranscript(language=language, segments=[])
-        audio = speech.audio
-        if watch is not None:
-            watch = on_the_files_clock(watch, speech)
+    speech = find_speech(audio, vad_threshold)
+    if not speech.spans:
+        return ChunkTranscript(language=language, segments=[])
+    if watch is not None:
+        watch = on_the_files_clock(watch, speech)
     segments, info = model.transcribe(
-        audio,
+        speech.audio,
         language=language,
         beam_size=beam_size,
         best_of=beam_size,
@@ -163,7 +160,7 @@ def transcribe_file(
         if watch is not None:
             watch(reached)
     if watch is not None:
-        watch(duration_s if speech is None else speech.position(info.duration, end=True))
+        watch(info.duration)
     return ChunkTranscript(
         language=info.language, segments=shifted_segments(offset_s, decoded, speech)
     )

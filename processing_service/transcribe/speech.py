@@ -20,6 +20,7 @@ faint, far-field speech (and of the noise around it).
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ class Speech:
     spans: list[tuple[int, int]]
     audio: Any
 
-    @property
+    @functools.cached_property
     def joined_starts(self) -> list[int]:
         """Where each span starts in the joined audio, in samples."""
         starts, at = [], 0
@@ -98,11 +99,14 @@ def vad_options(threshold: float = THRESHOLD) -> Any:
     )
 
 
-def find_speech(audio: Any, threshold: float = THRESHOLD) -> Speech:
-    """The speech in `audio` (float samples at 16 kHz); no spans when there is none."""
+def find_speech(audio: Any, threshold: float | None = THRESHOLD) -> Speech:
+    """The speech in `audio` (float samples at 16 kHz); no spans when there is none.
+    Without a `threshold` (the gate off) all of `audio` counts as speech, one span."""
     import numpy as np  # noqa: PLC0415
     from faster_whisper.vad import get_speech_timestamps  # noqa: PLC0415
 
+    if threshold is None:
+        return Speech([(0, len(audio))], audio)
     if len(audio) == 0:
         return Speech([], audio)
     stamps = get_speech_timestamps(audio, vad_options(threshold), sampling_rate=SAMPLE_RATE)

@@ -228,16 +228,14 @@ def transcribe_file(
     audio = whisper.load_audio(str(path))
     if not is_multilingual(model):
         language = "en"
-    speech = None if vad_threshold is None else find_speech(audio, vad_threshold)
-    if speech is not None:
-        if not speech.spans:
-            return ChunkTranscript(language=language, segments=[])
-        audio = speech.audio
+    speech = find_speech(audio, vad_threshold)
+    if not speech.spans:
+        return ChunkTranscript(language=language, segments=[])
     _hook_progress()
-    _running.watch = watch if speech is None or watch is None else on_the_files_clock(watch, speech)
+    _running.watch = None if watch is None else on_the_files_clock(watch, speech)
     try:
         result = model.transcribe(
-            audio,
+            speech.audio,
             language=language,
             word_timestamps=True,
             fp16=False,
@@ -268,12 +266,9 @@ def on_the_files_clock(watch: Watch, speech: Speech) -> Watch:
     return lambda decoded_s: watch(speech.position(decoded_s, end=True))
 
 
-def shifted_segments(
-    offset_s: float, decoded: Sequence[Decoded], speech: Speech | None
-) -> list[Segment]:
-    """Decoded segments (of the joined speech, when the gate ran) as the file's segments,
-    shifted by `offset_s`."""
-    restored = decoded if speech is None else speech.restore(decoded)
+def shifted_segments(offset_s: float, decoded: Sequence[Decoded], speech: Speech) -> list[Segment]:
+    """Segments decoded from `speech` as the file's segments, shifted by `offset_s`."""
+    restored = speech.restore(decoded)
     return [
         shifted_segment(offset_s, (start, end, text), words) for start, end, text, words in restored
     ]
